@@ -1,0 +1,37 @@
+# Set-up is two commands: `make demo` and `make test`. Each creates .venv if missing and
+# installs what it needs (torch pinned by constraints.txt to the CPU build).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e '.[dev,bench]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/sparring demo
+
+test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+	SPARRING_PROGRESS=0 $(VENV)/bin/pytest
+
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/evasion_pgd.py
+
+clean:
+	rm -rf $(VENV) sparring-report .pytest_cache .mypy_cache .ruff_cache

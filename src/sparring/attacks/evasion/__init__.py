@@ -1,0 +1,7 @@
+"""Evasion attacks (test-time integrity)."""
+
+from sparring.attacks.evasion.base import EvasionAttack, EvasionResult
+from sparring.attacks.evasion.gradient import FGSM, PGD
+from sparring.attacks.evasion.norms import L2, Linf, Norm, get_norm
+
+__all__ = ["FGSM", "L2", "PGD", "EvasionAttack", "EvasionResult", "Linf", "Norm", "get_norm"]

@@ -1,0 +1,95 @@
+"""The evasion verb: ``attack.run(classifier, x, y, target=None) -> EvasionResult``."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor
+
+from sparring.attacks.evasion.norms import Norm
+from sparring.errors import InputError
+from sparring.models import Access, Classifier, check_batch
+
+
+@dataclass
+class EvasionResult:
+    """Outcome of an evasion attack on a batch.
+
+    ``success[i]`` is True when ``x_adv[i]`` is misclassified (untargeted) or classified as
+    ``target[i]`` (targeted); a sample the model already gets wrong counts as a success
+    with ``x_adv[i] == x[i]``. ``queries`` counts samples sent to the model.
+    """
+
+    x_adv: Tensor
+    success: Tensor
+    queries: int
+    norms: Tensor
+    seconds: float
+
+    @property
+    def success_rate(self) -> float:
+        """Share of samples on which the attack succeeded."""
+        return float(self.success.float().mean()) if len(self.success) else 0.0
+
+    @property
+    def robust_accuracy(self) -> float:
+        """Share of samples still classified correctly (untargeted attacks)."""
+        return 1.0 - self.success_rate
+
+
+def check_labels(y: Tensor, n: int, num_classes: int, what: str = "y") -> Tensor:
+    """Validate a ``[N]`` vector of class indices."""
+    if not isinstance(y, Tensor) or y.shape != (n,):
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise InputError(f"{what} must be a tensor of shape ({n},), got {shape}")
+    y = y.long()
+    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise InputError(f"{what} must hold class indices in [0, {num_classes - 1}]")
+    return y
+
+
+class EvasionAttack(ABC):
+    """Base of evasion attacks; subclasses implement :meth:`_run`.
+
+    ``requires`` names the access an attack needs; :meth:`run` checks it before the first
+    query and raises :class:`~sparring.errors.AccessError` naming what is missing.
+    """
+
+    requires: ClassVar[Access] = Access.GRADIENTS
+    norm: Norm
+
+    def run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None = None) -> EvasionResult:
+        """Attack ``x`` (true labels ``y``); if ``target`` is given, aim for those classes."""
+        classifier.require(self.requires, type(self).__name__)
+        x = check_batch(x, classifier.input_shape)
+        y = check_labels(y, len(x), classifier.num_classes)
+        if target is not None:
+            target = check_labels(target, len(x), classifier.num_classes, "target")
+        lo, hi = classifier.bounds
+        if len(x) and (float(x.min()) < lo - 1e-6 or float(x.max()) > hi + 1e-6):
+            raise InputError(f"inputs lie outside the classifier's bounds [{lo}, {hi}]")
+        q0, t0 = classifier.queries, time.perf_counter()
+        x_adv, success = self._run(classifier, x, y, target)
+        return EvasionResult(
+            x_adv=x_adv.detach(),
+            success=success,
+            queries=classifier.queries - q0,
+            norms=self.norm.norm((x_adv - x).detach()),
+            seconds=time.perf_counter() - t0,
+        )
+
+    @abstractmethod
+    def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Return ``(x_adv, success)`` for validated inputs."""
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """Untargeted: ``pred != y``; targeted: ``pred == target``."""
+    return pred != y if target is None else pred == target

@@ -1,0 +1,118 @@
+"""Metric definitions that hold everywhere in sparring (see DESIGN.md, "Metrics")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sparring.data import Dataset, Trigger
+from sparring.errors import InputError
+from sparring.models import Classifier
+
+
+def accuracy(classifier: Classifier, x: Tensor, y: Tensor) -> float:
+    """Share of samples whose predicted label equals ``y``."""
+    if len(x) == 0:
+        return float("nan")
+    return float((classifier.predict_labels(x) == y).float().mean())
+
+
+def dataset_accuracy(classifier: Classifier, data: Dataset) -> float:
+    """:func:`accuracy` on a Dataset."""
+    return accuracy(classifier, data.x, data.y)
+
+
+def robust_accuracy(successes: list[Tensor]) -> float:
+    """Worst case per sample over several attacks: robust only if no attack succeeded.
+
+    Each tensor in ``successes`` is one attack's boolean success vector over the same
+    samples (AutoAttack's rule, Croce & Hein, ICML 2020).
+    """
+    if not successes:
+        raise InputError("robust_accuracy needs at least one attack result")
+    any_success = torch.zeros_like(successes[0], dtype=torch.bool)
+    for s in successes:
+        if s.shape != any_success.shape:
+            raise InputError("attack results cover different numbers of samples")
+        any_success |= s.bool()
+    return 1.0 - float(any_success.float().mean()) if len(any_success) else float("nan")
+
+
+def attack_success_rate(classifier: Classifier, x: Tensor, y: Tensor, trigger: Trigger, target: int) -> float:
+    """Backdoor ASR: share of triggered inputs whose true class is not ``target`` classified as ``target``."""
+    keep = y != target
+    if not bool(keep.any()):
+        return float("nan")
+    pred = classifier.predict_labels(trigger.apply(x[keep]))
+    return float((pred == target).float().mean())
+
+
+@dataclass
+class ROC:
+    """A ROC curve with the figures DESIGN.md asks for (LiRA's protocol, Carlini et al., S&P 2022)."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float
+    tpr_at_0_1_fpr: float
+    tpr_at_1_fpr: float
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Best balanced accuracy over thresholds: ``max(1 - (fpr + 1 - tpr) / 2)``."""
+        return float(np.max(1 - (self.fpr + (1 - self.tpr)) / 2))
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "auc": self.auc,
+            "tpr_at_0.1%_fpr": self.tpr_at_0_1_fpr,
+            "tpr_at_1%_fpr": self.tpr_at_1_fpr,
+            "balanced_accuracy": self.balanced_accuracy,
+        }
+
+
+def roc(scores: Tensor | np.ndarray, is_member: Tensor | np.ndarray) -> ROC:
+    """ROC of ``scores`` (higher = more likely positive) against boolean ``is_member``.
+
+    Ties share a threshold, so a score that cannot separate samples (e.g. a label-only
+    attack's 0/1 output) gives a curve with few points and no made-up resolution.
+    TPR at a given FPR is the largest TPR reachable with FPR at most that value.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    m = np.asarray(is_member, dtype=bool).ravel()
+    if s.shape != m.shape:
+        raise InputError(f"scores ({s.shape[0]}) and membership labels ({m.shape[0]}) differ in length")
+    if not np.isfinite(s).all():
+        raise InputError("membership scores contain NaN or infinite values")
+    n_pos, n_neg = int(m.sum()), int((~m).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise InputError("ROC needs both members and non-members")
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, m_sorted = s[order], m[order]
+    tp = np.cumsum(m_sorted)
+    fp = np.cumsum(~m_sorted)
+    last_of_tie = np.r_[np.diff(s_sorted) != 0, True]
+    tpr = np.r_[0.0, tp[last_of_tie] / n_pos]
+    fpr = np.r_[0.0, fp[last_of_tie] / n_neg]
+    auc = float(np.trapezoid(tpr, fpr))
+
+    def tpr_at(limit: float) -> float:
+        return float(tpr[fpr <= limit + 1e-12].max())
+
+    return ROC(fpr, tpr, auc, tpr_at(0.001), tpr_at(0.01))
+
+
+def detection_rates(flagged: Tensor, truth: Tensor) -> dict[str, float]:
+    """Recall (TPR) and false-positive rate of a boolean ``flagged`` mask against ``truth``."""
+    f, t = flagged.bool(), truth.bool()
+    if f.shape != t.shape:
+        raise InputError("flagged mask and ground truth differ in length")
+    pos, neg = int(t.sum()), int((~t).sum())
+    return {
+        "recall": float((f & t).sum()) / pos if pos else float("nan"),
+        "fpr": float((f & ~t).sum()) / neg if neg else float("nan"),
+        "flagged": int(f.sum()),
+    }

@@ -1,0 +1,34 @@
+"""Model adapters (what an attack may do to a model) and the model zoo."""
+
+from sparring.models.base import (
+    Access,
+    Classifier,
+    ClassifierWrapper,
+    QueryBudget,
+    RestrictedClassifier,
+    check_batch,
+    describe_access,
+)
+from sparring.models.io import load_skops, load_torch_model, save_torch_weights
+from sparring.models.sklearn_classifier import SklearnClassifier
+from sparring.models.torch_classifier import TorchClassifier
+from sparring.models.zoo import ARCHITECTURES, MLP, SmallCNN, build
+
+__all__ = [
+    "ARCHITECTURES",
+    "MLP",
+    "Access",
+    "Classifier",
+    "ClassifierWrapper",
+    "QueryBudget",
+    "RestrictedClassifier",
+    "SklearnClassifier",
+    "SmallCNN",
+    "TorchClassifier",
+    "build",
+    "check_batch",
+    "describe_access",
+    "load_skops",
+    "load_torch_model",
+    "save_torch_weights",
+]

@@ -1,0 +1,81 @@
+"""Loading a user's model: a Python factory plus safetensors weights, or a skops file."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from sparring.errors import InputError
+
+
+def import_factory(spec: str) -> Any:
+    """Resolve ``"package.module:function"`` to the callable it names."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InputError(f"factory must look like 'package.module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise InputError(f"cannot import module {module_name!r} for factory {spec!r}: {e}") from e
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise InputError(f"module {module_name!r} has no callable {attr!r}")
+    return fn
+
+
+def load_torch_model(factory: str, weights: str | Path | None = None) -> nn.Module:
+    """Build ``factory()`` and, if given, load its weights from a ``.safetensors`` file."""
+    from safetensors.torch import load_file
+
+    model = import_factory(factory)()
+    if not isinstance(model, nn.Module):
+        raise InputError(f"factory {factory!r} returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        p = Path(weights)
+        if not p.is_file():
+            raise InputError(f"weights file not found: {p}")
+        try:
+            state = load_file(str(p))
+        except Exception as e:  # safetensors raises several types for a bad file
+            raise InputError(f"cannot read {p} as safetensors: {e}") from e
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()
+            raise InputError(f"weights in {p} do not fit the model from {factory!r}: {first[0] if first else e}") from e
+    return model.eval()
+
+
+def save_torch_weights(model: nn.Module, path: str | Path) -> None:
+    """Save a module's state dict as safetensors."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def load_skops(path: str | Path, trusted: Sequence[str] | None = None) -> Any:
+    """Load a fitted scikit-learn estimator saved with ``skops.io.dump``.
+
+    skops refuses unknown types unless listed in ``trusted``; the standard scikit-learn
+    types it knows are always allowed.
+    """
+    import skops.io as sio
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"model file not found: {p}")
+    try:
+        untrusted = sio.get_untrusted_types(file=str(p))
+        allowed = list(trusted or [])
+        blocked = [t for t in untrusted if t not in allowed]
+        if blocked:
+            raise InputError(f"{p} contains types not trusted: {', '.join(blocked)} (list them in trusted_types)")
+        return sio.load(str(p), trusted=untrusted)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"cannot read {p} as a skops file: {e}") from e
