@@ -1,0 +1,1 @@
+"""Attacks, one sub-package per threat-matrix family."""

@@ -74,10 +74,10 @@ class Dataset:
             for c in torch.unique(self.y):
                 idx = torch.nonzero(self.y == c).flatten()
                 idx = idx[torch.randperm(len(idx), generator=g)]
-                test_parts.append(idx[: int(round(len(idx) * test_fraction))])
+                test_parts.append(idx[: round(len(idx) * test_fraction)])
             test_idx = torch.cat(test_parts)
         else:
-            test_idx = torch.randperm(n, generator=g)[: int(round(n * test_fraction))]
+            test_idx = torch.randperm(n, generator=g)[: round(n * test_fraction)]
         is_test = torch.zeros(n, dtype=torch.bool)
         is_test[test_idx] = True
         if is_test.all() or not is_test.any():

@@ -37,10 +37,16 @@ class Trigger:
 
 @dataclass
 class PoisonedDataset(Dataset):
-    """A Dataset plus ``poison_mask`` (True for poisoned samples) and ``original_y``."""
+    """A Dataset plus ``poison_mask`` (True for poisoned samples) and ``original_y``.
+
+    Backdoor attacks also set ``trigger`` and ``target`` (the class triggered inputs should
+    go to; None for all-to-all or untargeted poisoning).
+    """
 
     poison_mask: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
     original_y: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    trigger: Trigger | None = None
+    target: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,4 +72,6 @@ class PoisonedDataset(Dataset):
             name or self.name,
             poison_mask=self.poison_mask[index],
             original_y=self.original_y[index],
+            trigger=self.trigger,
+            target=self.target,
         )

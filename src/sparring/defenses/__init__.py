@@ -1,0 +1,1 @@
+"""Defences, one sub-package per layer they act on."""

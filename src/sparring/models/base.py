@@ -9,7 +9,6 @@ query use is measured, not estimated.
 from __future__ import annotations
 
 import enum
-from abc import ABC
 from collections.abc import Sequence
 
 import torch
@@ -50,7 +49,7 @@ def check_batch(x: Tensor, input_shape: Sequence[int], what: str = "input") -> T
     return x
 
 
-class Classifier(ABC):
+class Classifier:
     """A model seen through what an attacker may do to it.
 
     Subclasses implement the private ``_labels``, ``_scores``, ``_logits`` and ``_features``

@@ -1,0 +1,1 @@
+"""Availability attacks at test time (sponge examples)."""

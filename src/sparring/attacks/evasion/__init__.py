@@ -4,4 +4,7 @@ from sparring.attacks.evasion.base import EvasionAttack, EvasionResult
 from sparring.attacks.evasion.gradient import FGSM, PGD
 from sparring.attacks.evasion.norms import L2, Linf, Norm, get_norm
 
-__all__ = ["FGSM", "L2", "PGD", "EvasionAttack", "EvasionResult", "Linf", "Norm", "get_norm"]
+#: Evasion attacks by the name an assessment config uses.
+EVASION_ATTACKS: dict[str, type[EvasionAttack]] = {"fgsm": FGSM, "pgd": PGD}
+
+__all__ = ["EVASION_ATTACKS", "FGSM", "L2", "PGD", "EvasionAttack", "EvasionResult", "Linf", "Norm", "get_norm"]

@@ -112,4 +112,6 @@ class FGSM(PGD):
     """
 
     def __init__(self, norm: str | Norm = "linf", eps: float = 0.3, batch_size: int = 500, seed: int = 0) -> None:
-        super().__init__(norm=norm, eps=eps, steps=1, step_size=eps, random_start=False, batch_size=batch_size, seed=seed)
+        super().__init__(
+            norm=norm, eps=eps, steps=1, step_size=eps, random_start=False, batch_size=batch_size, seed=seed
+        )

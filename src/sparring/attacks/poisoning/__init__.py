@@ -1,0 +1,1 @@
+"""Training-data attacks: label flips, backdoors, clean-label poisoning."""

@@ -1,0 +1,1 @@
+"""Training-set sanitisation: score and flag suspicious samples."""

@@ -1,0 +1,1 @@
+"""Inference-time defences: wrappers that return a hardened classifier."""

@@ -1,0 +1,1 @@
+"""Training-time defences (adversarial training, DP-SGD, augmentation)."""
