@@ -90,5 +90,6 @@ def fit(
             opt.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / n)
+    opt.zero_grad(set_to_none=True)  # leave no stale gradients on the returned model
     model.eval()
     return TrainResult(model, time.perf_counter() - start, losses)

@@ -37,9 +37,7 @@ def load_npz(path: str | Path, input_shape: Sequence[int] | None = None) -> Data
     return Dataset(xt, torch.as_tensor(y), classes, p.stem)
 
 
-def load_csv(
-    path: str | Path, label_column: str | int = -1, input_shape: Sequence[int] | None = None
-) -> Dataset:
+def load_csv(path: str | Path, label_column: str | int = -1, input_shape: Sequence[int] | None = None) -> Dataset:
     """Load a CSV with a header row; ``label_column`` (name or index) holds integer labels."""
     p = Path(path)
     if not p.is_file():

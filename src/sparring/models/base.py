@@ -196,7 +196,5 @@ class QueryBudget(ClassifierWrapper):
 
     def _count(self, n: int) -> None:
         if self.queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"query budget of {self.budget} spent: {self.queries} used, {n} more requested"
-            )
+            raise QueryBudgetExceeded(f"query budget of {self.budget} spent: {self.queries} used, {n} more requested")
         super()._count(n)

@@ -20,7 +20,8 @@ class EvasionResult:
 
     ``success[i]`` is True when ``x_adv[i]`` is misclassified (untargeted) or classified as
     ``target[i]`` (targeted); a sample the model already gets wrong counts as a success
-    with ``x_adv[i] == x[i]``. ``queries`` counts samples sent to the model.
+    (attacks that stop early return it unchanged). ``queries`` counts samples sent to the
+    model, ``norms`` the perturbation size per sample in the attack's norm.
     """
 
     x_adv: Tensor
@@ -63,14 +64,7 @@ class EvasionAttack(ABC):
 
     def run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None = None) -> EvasionResult:
         """Attack ``x`` (true labels ``y``); if ``target`` is given, aim for those classes."""
-        classifier.require(self.requires, type(self).__name__)
-        x = check_batch(x, classifier.input_shape)
-        y = check_labels(y, len(x), classifier.num_classes)
-        if target is not None:
-            target = check_labels(target, len(x), classifier.num_classes, "target")
-        lo, hi = classifier.bounds
-        if len(x) and (float(x.min()) < lo - 1e-6 or float(x.max()) > hi + 1e-6):
-            raise InputError(f"inputs lie outside the classifier's bounds [{lo}, {hi}]")
+        x, y, target = self._validate(classifier, x, y, target)
         q0, t0 = classifier.queries, time.perf_counter()
         x_adv, success = self._run(classifier, x, y, target)
         return EvasionResult(
@@ -80,6 +74,20 @@ class EvasionAttack(ABC):
             norms=self.norm.norm((x_adv - x).detach()),
             seconds=time.perf_counter() - t0,
         )
+
+    def _validate(
+        self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Check access first (before any query), then shapes, labels and bounds."""
+        classifier.require(self.requires, type(self).__name__)
+        x = check_batch(x, classifier.input_shape).detach()
+        y = check_labels(y, len(x), classifier.num_classes)
+        if target is not None:
+            target = check_labels(target, len(x), classifier.num_classes, "target")
+        lo, hi = classifier.bounds
+        if len(x) and (float(x.min()) < lo - 1e-6 or float(x.max()) > hi + 1e-6):
+            raise InputError(f"inputs lie outside the classifier's bounds [{lo}, {hi}]")
+        return x, y, target
 
     @abstractmethod
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:

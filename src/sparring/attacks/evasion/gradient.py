@@ -1,9 +1,14 @@
 """Gradient attacks: FGSM/FGM and projected gradient descent (PGD).
 
 PGD follows Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks",
-ICLR 2018; FGSM is Goodfellow et al., ICLR 2015 (FGM its L2 form). Both stop spending on a
-sample once it is misclassified (or reaches its target), which keeps the adversarial
-example found at that point: the robust-accuracy figure can only get lower, never higher.
+ICLR 2018; FGSM is Goodfellow et al., ICLR 2015 (FGM its L2 form).
+
+With ``early_stop`` (the default) a sample stops spending queries once it is misclassified
+(or reaches its target) and keeps the adversarial example found at that point, so the
+robust-accuracy figure is the same as running every sample for the full budget and asking
+"was it ever misclassified?", at a fraction of the cost. All samples still being attacked
+are stepped together and cut into chunks of ``batch_size`` only for the forward/backward
+pass, so the batches stay full while samples drop out.
 """
 
 from __future__ import annotations
@@ -19,12 +24,17 @@ from sparring.models import Classifier
 
 
 class PGD(EvasionAttack):
-    """Projected gradient descent on the cross-entropy loss.
+    """Projected gradient descent on the cross-entropy loss (Madry et al., ICLR 2018).
 
     Parameters: ``norm`` ("linf" or "l2"), ``eps`` (radius), ``steps``, ``step_size``
-    (default ``2.5 * eps / steps``), ``random_start``, ``restarts`` (extra random starts for
-    samples still robust), ``early_stop`` (stop a sample once it succeeds), ``batch_size``
+    (default ``2.5 * eps / steps``, Madry et al.'s rule), ``random_start`` (uniform in the
+    eps-ball), ``restarts`` (further random starts for samples still robust), ``early_stop``
+    (stop a sample once it succeeds), ``batch_size`` (samples per forward/backward pass)
     and ``seed``.
+
+    Without ``early_stop`` every sample, including those the model already misclassifies,
+    runs all ``steps`` (what adversarial training needs). ``x_adv[i]`` is then the latest
+    iterate that succeeded, or the final iterate when none did.
     """
 
     def __init__(
@@ -36,7 +46,7 @@ class PGD(EvasionAttack):
         random_start: bool = True,
         restarts: int = 1,
         early_stop: bool = True,
-        batch_size: int = 500,
+        batch_size: int = 256,
         seed: int = 0,
     ) -> None:
         self.norm = get_norm(norm)
@@ -55,53 +65,91 @@ class PGD(EvasionAttack):
             clean_pred = torch.cat([classifier.logits(b).argmax(1) for b in x.split(self.batch_size)]) if len(x) else y
         success = is_success(clean_pred, y, target)
         x_adv = x.clone()
-        for _restart in range(self.restarts):
-            todo = torch.nonzero(~success).flatten()
-            for idx in todo.split(self.batch_size):
-                t = None if target is None else target[idx]
-                xb, ok = self._attack_batch(classifier, x[idx], y[idx], t, g)
-                x_adv[idx] = xb
-                success[idx] = ok
-            if bool(success.all()):
+        if self.eps == 0.0 or (self.step_size == 0.0 and not self.random_start):
+            return x_adv, success  # no point other than x can be reached
+        todo = torch.nonzero(~success).flatten() if self.early_stop else torch.arange(len(x))
+        for restart in range(self.restarts):
+            if restart > 0:
+                if not self.random_start:  # a deterministic attack would only repeat itself
+                    break
+                todo = torch.nonzero(~success).flatten()
+            if len(todo) == 0:
                 break
+            t = None if target is None else target[todo]
+            xb, ok = self._attack(classifier, x[todo], y[todo], t, g, self.early_stop)
+            # Samples that succeed take the new point; samples that never succeeded take the
+            # final iterate; an earlier success (clean misclassification) is never undone.
+            take = ok | ~success[todo]
+            x_adv[todo[take]] = xb[take]
+            success[todo[ok]] = True
         return x_adv, success
 
-    def _attack_batch(
-        self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None, g: torch.Generator
+    def perturb(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+        """The final PGD iterate of every sample: ``steps`` forward/backward passes, nothing more.
+
+        What adversarial training needs: no clean pass, no early stop, no restarts and no
+        success check after the last step (about a third cheaper than :meth:`run` at 2 steps).
+        """
+        x, y, target = self._validate(classifier, x, y, target)
+        if len(x) == 0 or self.eps == 0.0 or (self.step_size == 0.0 and not self.random_start):
+            return x.clone()
+        g = torch.Generator().manual_seed(self.seed)
+        x_adv, _ = self._attack(classifier, x, y, target, g, early_stop=False, check_last=False)
+        return x_adv
+
+    def _attack(
+        self,
+        classifier: Classifier,
+        x: Tensor,
+        y: Tensor,
+        target: Tensor | None,
+        g: torch.Generator,
+        early_stop: bool,
+        check_last: bool = True,
     ) -> tuple[Tensor, Tensor]:
+        """One PGD run from one random start per sample; returns ``(x_adv, success)``.
+
+        Without ``check_last`` the last iterate is returned for every sample unevaluated
+        (``success`` then covers the earlier iterates only).
+        """
         lo, hi = classifier.bounds
-        delta = self.norm.random(x, self.eps, g) if self.random_start and self.eps > 0 else torch.zeros_like(x)
-        delta = (x + delta).clamp(lo, hi) - x
-        out = x.clone()
+        start = self.norm.random(x, self.eps, g) if self.random_start else torch.zeros_like(x)
+        xk = (x + start).clamp(lo, hi)  # current iterate, always inside the bounds
+        out = xk.clone()
         success = torch.zeros(len(x), dtype=torch.bool)
-        active = torch.arange(len(x))
         goal = y if target is None else target
         sign = 1.0 if target is None else -1.0  # ascend the true-class loss, descend the target's
+        active = torch.arange(len(x))
         for step in range(self.steps + 1):
-            xa = (x[active] + delta).requires_grad_(True)
-            logits = classifier.logits(xa)
-            done = is_success(logits.argmax(1), y[active], None if target is None else target[active]).detach()
-            # Keep the newest iterate, except that a sample which already succeeded keeps
-            # its adversarial example (relevant only without early stopping).
-            update = done | ~success[active]
-            out[active[update]] = xa.detach()[update]
-            success[active[done]] = True
-            if step == self.steps:
+            last = step == self.steps
+            if last and not check_last:
+                return xk, success
+            still: list[Tensor] = []
+            for idx in active.split(self.batch_size):
+                xa = xk[idx].requires_grad_(not last)
+                with torch.set_grad_enabled(not last):
+                    logits = classifier.logits(xa)
+                done = is_success(logits.detach().argmax(1), y[idx], None if target is None else target[idx])
+                # The newest iterate replaces the output unless it would undo a success.
+                update = done | ~success[idx]
+                out[idx[update]] = xa.detach()[update]
+                success[idx[done]] = True
+                if last:
+                    continue
+                keep = ~done if early_stop else torch.ones_like(done)
+                if not bool(keep.any()):
+                    continue
+                moving = idx[keep]
+                loss = F.cross_entropy(logits[keep], goal[moving], reduction="sum")
+                (grad,) = torch.autograd.grad(sign * loss, xa)
+                with torch.no_grad():
+                    x0 = x[moving]
+                    stepped = xk[moving] + self.step_size * self.norm.direction(grad[keep])
+                    xk[moving] = (x0 + self.norm.project(stepped - x0, self.eps)).clamp(lo, hi)
+                still.append(moving)
+            if last or not still:
                 break
-            if self.early_stop and bool(done.any()):
-                keep = ~done
-                active, delta = active[keep], delta[keep]
-                if len(active) == 0:
-                    break
-                loss = F.cross_entropy(logits[keep], goal[active], reduction="sum")
-            else:
-                loss = F.cross_entropy(logits, goal[active], reduction="sum")
-            (grad,) = torch.autograd.grad(sign * loss, xa)
-            if self.early_stop and bool(done.any()):
-                grad = grad[~done]
-            with torch.no_grad():
-                delta = self.norm.project(delta + self.step_size * self.norm.direction(grad), self.eps)
-                delta = (x[active] + delta).clamp(lo, hi) - x[active]
+            active = torch.cat(still)
         return out, success
 
 
@@ -111,7 +159,7 @@ class FGSM(PGD):
     One step of size ``eps`` from the clean input.
     """
 
-    def __init__(self, norm: str | Norm = "linf", eps: float = 0.3, batch_size: int = 500, seed: int = 0) -> None:
+    def __init__(self, norm: str | Norm = "linf", eps: float = 0.3, batch_size: int = 256, seed: int = 0) -> None:
         super().__init__(
             norm=norm, eps=eps, steps=1, step_size=eps, random_start=False, batch_size=batch_size, seed=seed
         )

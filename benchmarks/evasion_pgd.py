@@ -1,0 +1,175 @@
+"""PGD-40 (Linf) on one MNIST CNN: sparring against ART and foolbox, in one process.
+
+Setting: the small_cnn (conv32-conv64-fc128) trained by ``sparring.train.fit`` for 8
+epochs on the mnist5k train split (seed 0; weights cached in ``benchmarks/.cache/``),
+attacked on the first ``--n`` (default 1,000) test images. Every library runs PGD with 40
+steps of 0.01 from a uniform random start in the eps-ball, untargeted, on the cross-entropy
+loss, with the same batch size (ART's ``batch_size``, sparring's ``batch_size``; foolbox
+has none, so it is called on chunks of that size). Robust accuracy is measured the same way
+for all three: the model's prediction on each library's returned ``x_adv``.
+
+Usage: ``python benchmarks/evasion_pgd.py [--n 1000] [--eps 0.3 0.1] [--batch-size 256] [--repeat 1] [--threads N]``.
+Lines are printed and appended to ``benchmarks/results/evasion_pgd.jsonl``; each carries the
+run's UTC start time under ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from _common import emit, environment, ratio, run_id, split, timer, trained_model
+from sparring.attacks.evasion import PGD
+from sparring.models import TorchClassifier
+
+NAME = "evasion_pgd"
+
+
+def run_sparring(model: nn.Module, x: Tensor, y: Tensor, eps: float, args: argparse.Namespace) -> Tensor:
+    clf = TorchClassifier(model, x.shape[1:], 10)
+    attack = PGD("linf", eps=eps, steps=args.steps, step_size=args.step_size, batch_size=args.batch_size, seed=0)
+    return attack.run(clf, x, y).x_adv
+
+
+def run_art(model: nn.Module, x: Tensor, y: Tensor, eps: float, args: argparse.Namespace) -> Tensor:
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    np.random.seed(0)
+    est = PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+    attack = ProjectedGradientDescent(
+        est,
+        norm=np.inf,
+        eps=eps,
+        eps_step=args.step_size,
+        max_iter=args.steps,
+        num_random_init=1,
+        batch_size=args.batch_size,
+        verbose=False,
+    )
+    return torch.as_tensor(attack.generate(x.numpy(), y=y.numpy()))
+
+
+def run_foolbox(model: nn.Module, x: Tensor, y: Tensor, eps: float, args: argparse.Namespace) -> Tensor:
+    from foolbox.attacks.projected_gradient_descent import LinfProjectedGradientDescentAttack as LinfPGD
+    from foolbox.models.pytorch import PyTorchModel
+
+    torch.manual_seed(0)
+    fmodel = PyTorchModel(model, bounds=(0.0, 1.0))
+    attack = LinfPGD(abs_stepsize=args.step_size, steps=args.steps, random_start=True)
+    parts = []
+    for xb, yb in zip(x.split(args.batch_size), y.split(args.batch_size), strict=True):
+        _, clipped, _ = attack(fmodel, xb, yb, epsilons=eps)
+        parts.append(clipped.detach())
+    return torch.cat(parts)
+
+
+LIBRARIES: dict[str, Callable[[nn.Module, Tensor, Tensor, float, argparse.Namespace], Tensor]] = {
+    "sparring": run_sparring,
+    "art": run_art,
+    "foolbox": run_foolbox,
+}
+ATTACK = {"sparring": "PGD", "art": "ProjectedGradientDescent", "foolbox": "LinfPGD"}
+
+
+def robust_accuracy(model: nn.Module, x_adv: Tensor, y: Tensor) -> float:
+    with torch.no_grad():
+        pred = torch.cat([model(b).argmax(1) for b in x_adv.split(500)])
+    return float((pred == y).float().mean())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1000, help="test images attacked (default 1000)")
+    p.add_argument("--eps", type=float, nargs="+", default=[0.3, 0.1], help="Linf radii (default 0.3 0.1)")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--step-size", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=256, help="the same for every library (default 256)")
+    p.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
+    p.add_argument("--repeat", type=int, default=1, help="timed runs per library; the fastest counts (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    run = run_id()
+    train, test = split("mnist5k", 0.2, seed=0)
+    model, train_seconds, cached = trained_model(train, "small_cnn", epochs=8, seed=0)
+    for q in model.parameters():  # as a user hands a trained model to a library
+        q.requires_grad_(True)
+    x, y = test.x[: args.n], test.y[: args.n]
+    clean = robust_accuracy(model, x, y)
+    emit(
+        NAME,
+        {
+            "benchmark": NAME,
+            **environment(),
+            "model": "small_cnn mnist5k e8 s0",
+            "train_seconds": round(train_seconds, 2),
+            "weights_from_cache": cached,
+            "n": len(x),
+            "clean_accuracy": clean,
+            "batch_size": args.batch_size,
+        },
+        run,
+    )
+    # Warm-up: the first forward/backward pays one-off kernel set-up; no library should pay it.
+    xw = x[:64].clone().requires_grad_(True)
+    nn.functional.cross_entropy(model(xw), y[:64]).backward()
+    model.zero_grad(set_to_none=True)
+
+    for eps in args.eps:
+        rows: dict[str, dict[str, Any]] = {}
+        for lib in args.libraries:
+            before = {k: v.clone() for k, v in model.state_dict().items()}
+            times = []
+            for _ in range(args.repeat):
+                with timer() as t:
+                    x_adv = LIBRARIES[lib](model, x, y, eps, args)
+                times.append(round(t["seconds"], 3))
+                model.zero_grad(set_to_none=True)  # peers leave weight gradients behind
+            assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), f"{lib} changed weights"
+            assert not model.training, f"{lib} left the model in training mode"
+            seconds = min(times)
+            delta = float((x_adv - x).abs().max())
+            rows[lib] = {
+                "library": lib,
+                "attack": ATTACK[lib],
+                "eps": eps,
+                "steps": args.steps,
+                "step_size": args.step_size,
+                "n": len(x),
+                "batch_size": args.batch_size,
+                "seconds": seconds,
+                "all_seconds": times,
+                "robust_accuracy": robust_accuracy(model, x_adv, y),
+                "max_linf": round(delta, 6),
+                "in_bounds": bool(x_adv.min() >= 0 and x_adv.max() <= 1),
+            }
+            emit(NAME, rows[lib], run)
+        if "sparring" in rows and len(rows) > 1:
+            s = rows["sparring"]
+            peers = {k: v for k, v in rows.items() if k != "sparring"}
+            line: dict[str, Any] = {"library": "ratio", "eps": eps, "n": len(x)}
+            for k, v in peers.items():
+                line[f"sparring_over_{k}_seconds"] = ratio(s["seconds"], v["seconds"])
+                line[f"sparring_minus_{k}_robust_accuracy"] = round(s["robust_accuracy"] - v["robust_accuracy"], 4)
+            best = min(v["robust_accuracy"] for v in peers.values())
+            line["sparring_minus_best_peer_robust_accuracy"] = round(s["robust_accuracy"] - best, 4)
+            emit(NAME, line, run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""Render the report dict as one self-contained HTML page (plots embedded as PNG data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+COLOURS = {"high": "#f4a09c", "medium": "#fbd38d", "low": "#b7e4c7", "n/a": "#eeeeee", "not assessed yet": "#d9dde2"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0} td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left;
+vertical-align:top} th{background:#f4f4f4} .matrix td{width:30%} .muted{color:#555;font-size:.9em}
+.tag{display:inline-block;padding:0 .4em;border-radius:3px;font-size:.85em;font-weight:600}
+.fail{color:#b00020;font-weight:600} .pass{color:#2e7d32;font-weight:600} img{max-width:100%}
+"""
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None or x != x else f"{100 * x:.1f} %"
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _tag(level: str) -> str:
+    return f'<span class="tag" style="background:{COLOURS.get(level, "#ddd")}">{_esc(level)}</span>'
+
+
+def _matrix(cells: list[dict[str, Any]]) -> str:
+    from sparring.assess.report import COLUMNS, ROWS
+
+    grid = {(c["row"], c["column"]): c for c in cells}
+    rows = []
+    for r in ROWS:
+        tds = []
+        for col in COLUMNS:
+            c = grid[(r, col)]
+            status = c["status"]
+            if status == "measured":
+                colour = COLOURS[c["level"]]
+                inner = f"<b>{_esc(c['covers'])}</b><br>{_tag(c['level'])} {_esc(c['text'])}"
+                if "defended" in c:
+                    d = c["defended"]
+                    inner += f"<br>with {_esc(d['defence'])}: {_tag(d['level'])} {_esc(d['text'])}"
+                if c["not_assessed"]:
+                    inner += f'<br><span class="muted">not assessed yet: {_esc(c["not_assessed"])}</span>'
+            else:
+                colour = COLOURS[status]
+                inner = f"<b>{_esc(c['covers'])}</b><br>{_esc(status)}"
+            tds.append(f'<td style="background:{colour}">{inner}</td>')
+        rows.append(f"<tr><th>{_esc(r)}</th>{''.join(tds)}</tr>")
+    head = "<tr><th>attacker can touch</th>" + "".join(f"<th>{_esc(c)}</th>" for c in COLUMNS) + "</tr>"
+    return f'<table class="matrix">{head}{"".join(rows)}</table>'
+
+
+def _evasion(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return ""
+    out = ["<h2>Evasion (test-time integrity)</h2>"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(f"{r['attack']}-{r['norm']}", []).append(r)
+    for label, rs in groups.items():
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for r in rs:
+            eps = [0.0] + [p["eps"] for p in r["points"]]
+            acc = [r["clean_accuracy"]] + [p["robust_accuracy"] for p in r["points"]]
+            ax.plot(eps, acc, marker="o", label=r["model"].replace("_", " "))
+        ax.set_xlabel(f"epsilon ({rs[0]['norm']})")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(f"Security evaluation curve: {label}")
+        out.append(_png(fig))
+        rows = []
+        for r in rs:
+            for p in r["points"]:
+                rows.append(
+                    [
+                        _esc(r["model"]),
+                        f"{p['eps']:g}",
+                        _pct(r["clean_accuracy"]),
+                        _pct(p["robust_accuracy"]),
+                        f"{p['seconds']:.1f}",
+                        f"{p['queries']:,}",
+                        f"{p['median_norm']:.3f}",
+                    ]
+                )
+        out.append(_table(["model", "eps", "clean acc.", "robust acc.", "attack s", "queries", "median norm"], rows))
+        params = rs[0]["params"]
+        out.append(
+            f'<p class="muted">{_esc(label)} on {rs[0]["samples"]} test samples; settings: '
+            f"{_esc({k: v for k, v in params.items() if k not in ('eps',)})}. Robust accuracy is the worst case "
+            "per sample (a sample broken at a smaller eps counts as broken at larger ones).</p>"
+        )
+    return "".join(out)
+
+
+def _image_grid(images: list[Any], labels: list[int], title: str) -> str:
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim != 4 or len(arr) == 0:
+        return ""
+    fig, axes = plt.subplots(1, len(arr), figsize=(1.4 * len(arr), 1.8))
+    for ax, img, lab in zip(np.atleast_1d(axes), arr, labels, strict=False):
+        ax.imshow(img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0)), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"true {lab}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+def _backdoor(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return ""
+    out = ["<h2>Backdoors (training-data integrity)</h2>"]
+    base = [r for r in results if r["defence"] is None]
+    rows = []
+    for r in base:
+        p = r["params"]
+        rows.append(
+            [
+                f"{_esc(r['attack'])} → class {p['target']}, {_pct(p['poison_fraction'])} poison "
+                f"({r['n_poisoned']} samples)",
+                "none",
+                _pct(r["clean_accuracy"]),
+                _pct(r["asr"]),
+                _pct(r["triggered_accuracy"]),
+                "—",
+                "—",
+            ]
+        )
+        rows.append(
+            ["clean model (reference)", "—", _pct(r["clean_model_accuracy"]), _pct(r["clean_model_asr"]), "—", "—", "—"]
+        )
+    for r in results:
+        if r["defence"] is not None:
+            rows.append(
+                [
+                    _esc(r["attack"]),
+                    _esc(r["defence"]),
+                    _pct(r["clean_accuracy"]),
+                    _pct(r["asr"]),
+                    _pct(r["triggered_accuracy"]),
+                    _pct(r["detector_recall"]),
+                    _pct(r["detector_fpr"]),
+                ]
+            )
+    out.append(
+        _table(["attack", "defence", "clean acc.", "ASR", "acc. on triggered", "detector recall", "detector FPR"], rows)
+    )
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    names = ["no defence"] + [r["defence"] for r in results if r["defence"] is not None]
+    vals = [base[0]] + [r for r in results if r["defence"] is not None]
+    xs = np.arange(len(names))
+    ax.bar(xs - 0.18, [v["clean_accuracy"] for v in vals], 0.36, label="clean accuracy")
+    ax.bar(xs + 0.18, [v["asr"] for v in vals], 0.36, label="attack success rate")
+    ax.set_xticks(xs, names)
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title("Backdoor: clean accuracy and ASR before and after defence")
+    out.append(_png(fig))
+    for r in base:
+        if r.get("examples"):
+            out.append(
+                _image_grid(r["examples"], r["example_labels"], "poisoned training samples (relabelled to target)")
+            )
+    out.append(
+        '<p class="muted">ASR: share of triggered test inputs whose true class is not the target that the model '
+        "assigns to the target. Detector recall and FPR are computed against the known poison mask.</p>"
+    )
+    return "".join(out)
+
+
+def _poisoning(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return ""
+    out = ["<h2>Availability poisoning (training-data availability)</h2>"]
+    for r in results:
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        fr = [0.0] + [p["fraction"] for p in r["points"]]
+        acc = [r["clean_accuracy"]] + [p["accuracy"] for p in r["points"]]
+        ax.plot(fr, acc, marker="o")
+        ax.set_xlabel("share of training labels flipped")
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{r['attack']}: accuracy vs poison fraction")
+        out.append(_png(fig))
+        out.append(
+            _table(
+                ["poison fraction", "test accuracy", "train s"],
+                [[f"{p['fraction']:g}", _pct(p["accuracy"]), f"{p['train_seconds']:.1f}"] for p in r["points"]],
+            )
+        )
+    return "".join(out)
+
+
+def _membership(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return ""
+    out = ["<h2>Membership inference (test-time privacy)</h2>"]
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    lo = 1e-3
+    for r in results:
+        fpr = np.clip(np.asarray(r["fpr"]), lo / 2, 1)
+        tpr = np.clip(np.asarray(r["tpr"]), lo / 2, 1)
+        name = r["defence"] or "no defence"
+        ax.step(fpr, tpr, where="post", label=f"{name} ({r['attack']}, AUC {r['auc']:.3f})")
+    ax.plot([lo / 2, 1], [lo / 2, 1], "k--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo / 2, 1)
+    ax.set_ylim(lo / 2, 1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=7)
+    ax.set_title("Membership ROC (log-log)")
+    out.append(_png(fig))
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                _esc(r["defence"] or "none"),
+                _esc(r["attack"]),
+                f"{r['auc']:.3f}",
+                _pct(r["tpr_at_0.1%_fpr"]),
+                _pct(r["tpr_at_1%_fpr"]),
+                _pct(r["balanced_accuracy"]),
+                _pct(r["clean_accuracy"]),
+                f"{r['n_members']} / {r['n_non_members']}",
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "defence",
+                "attack run",
+                "AUC",
+                "TPR @ 0.1 % FPR",
+                "TPR @ 1 % FPR",
+                "best balanced acc.",
+                "clean acc.",
+                "members / non-members",
+            ],
+            rows,
+        )
+    )
+    if min(r["n_non_members"] for r in results) < 1000:
+        out.append('<p class="muted">With fewer than 1,000 non-members, TPR at 0.1 % FPR is the TPR at zero false '
+                   "positives.</p>")
+    for r in results:
+        if r.get("fallback_reason"):
+            out.append(f'<p class="muted">{_esc(r["defence"] or "no defence")}: {_esc(r["fallback_reason"])}</p>')
+    return "".join(out)
+
+
+def _costs(costs: list[dict[str, Any]]) -> str:
+    if not costs:
+        return ""
+    rows = []
+    for c in costs:
+        delta = 100 * (c["clean_accuracy_after"] - c["clean_accuracy_before"])
+        rows.append(
+            [
+                _esc(c["scenario"]),
+                f"{_tag(c['level_before'])} {_esc(c['risk_before'])}",
+                f"{_tag(c['level_after'])} {_esc(c['risk_after'])}",
+                f"{_pct(c['clean_accuracy_before'])} → {_pct(c['clean_accuracy_after'])} ({delta:+.1f} pt)",
+                f"{c['seconds']:.1f} s <span class='muted'>{_esc(c['seconds_note'])}</span>",
+            ]
+        )
+    return "<h2>What each defence buys and costs</h2>" + _table(
+        ["scenario", "without defence", "with defence", "clean accuracy", "time"], rows
+    )
+
+
+def _values(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+
+
+def render(report: dict[str, Any]) -> str:
+    """The whole report page."""
+    results = list(report["scenarios"].values())
+    by = {k: [r for r in results if r["kind"] == k] for k in ("evasion", "backdoor", "poisoning", "membership")}
+    model = report["model"]
+    gate = ""
+    if report.get("fail_on"):
+        items = "".join(
+            f"<li class='{'fail' if g['failed'] else 'pass'}'>{_esc(g['rule'])}: "
+            f"{'FAILED' if g['failed'] else 'passed'} ({_esc(_values(g['values']))})</li>"
+            for g in report["fail_on"]
+        )
+        gate = f"<h2>Gates (--fail-on)</h2><ul>{items}</ul>"
+    recs = "".join(f"<li>{_esc(r)}</li>" for r in report["recommendations"])
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{_esc(report["title"])}</title><style>{CSS}</style></head><body>
+<h1>{_esc(report["title"])}</h1>
+<p class="muted">sparring {_esc(report["sparring_version"])} · data {_esc(model["data"])} ({model["n_train"]} train /
+{model["n_test"]} test) · model {_esc(model["name"])} · clean accuracy {_pct(model["clean_accuracy"])} ·
+finished {_esc(report["finished"])} in {report["seconds"]:.0f} s</p>
+<h2>Threat matrix</h2>
+{_matrix(report["matrix"])}
+<p class="muted">Colour: measured risk of the undefended model (red high, amber medium, green low; grey not assessed).
+Rules: evasion, share of clean accuracy lost at the reference eps (high ≥ 50 %, medium ≥ 20 %); backdoor, ASR
+(high ≥ 50 %, medium ≥ 10 %); availability poisoning, relative accuracy drop (high ≥ 20 %, medium ≥ 5 %); membership,
+TPR at 1 % FPR (high ≥ 10 %, medium ≥ 2 %; chance is 1 %).</p>
+<h2>Recommended measures</h2><ul>{recs}</ul>
+{gate}
+{_evasion(by["evasion"])}{_backdoor(by["backdoor"])}{_poisoning(by["poisoning"])}{_membership(by["membership"])}
+{_costs(report["defence_costs"])}
+<h2>Figures</h2>
+{_table(["figure", "value"], [[_esc(k), f"{v:.4f}"] for k, v in report["figures"].items()])}
+</body></html>
+"""

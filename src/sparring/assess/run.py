@@ -1,0 +1,114 @@
+"""``sparring assess``: config in, report out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparring import __version__
+from sparring.assess.config import AssessConfig, load_config
+from sparring.assess.context import Context, prepare, write_json_atomic
+from sparring.assess.executor import execute
+from sparring.assess.gates import parse_gate
+from sparring.assess.html import render
+from sparring.assess.planner import plan
+from sparring.assess.report import defence_costs, figures, matrix, recommendations
+from sparring.assess.store import ResultStore
+from sparring.errors import ConfigError
+from sparring.metrics import accuracy
+
+
+def assess(
+    config: AssessConfig | str | Path,
+    out: str | Path,
+    fail_on: Sequence[str] = (),
+    fresh: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], bool]:
+    """Run an assessment and write ``out/report.html`` and ``out/report.json``.
+
+    Everything that can fail on user input (config, data, model shape, access, gate syntax)
+    is checked before ``out`` is created. Per-scenario results and trained models are kept
+    under ``out/.work`` so an interrupted run resumes; ``fresh`` ignores them. Returns the
+    report and whether any gate failed.
+    """
+    cfg = config if isinstance(config, AssessConfig) else load_config(config)
+    gates = [parse_gate(rule) for rule in fail_on]
+    ctx = prepare(cfg, log)
+    scenarios = plan(cfg)
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} exists and is not a directory")
+    started = time.perf_counter()
+    work = out_dir / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for f in work.rglob("*"):
+            if f.is_file():
+                f.unlink()
+    ctx.workdir = work
+    log(f"sparring {__version__}: {len(scenarios)} scenarios on {ctx.data.name} -> {out_dir}")
+    target, train_seconds = ctx.target()
+    model = _model_info(ctx, target, train_seconds)
+    results = execute(ctx, scenarios, ResultStore(work / "results"), log)
+    report = build_report(cfg, model, results, time.perf_counter() - started)
+    failed = False
+    gate_error: ConfigError | None = None
+    try:
+        report["fail_on"] = [g.check(report["figures"]) for g in gates]
+        failed = any(g["failed"] for g in report["fail_on"])
+    except ConfigError as e:  # a gate naming no figure: still write the report, then report the error
+        gate_error = e
+    write_json_atomic(out_dir / "report.json", report)
+    tmp = out_dir / "report.html.tmp"
+    tmp.write_text(render(report))
+    tmp.replace(out_dir / "report.html")
+    log(f"report: {out_dir / 'report.html'}")
+    if gate_error is not None:
+        raise gate_error
+    return report, failed
+
+
+def _model_info(ctx: Context, target: Any, train_seconds: float) -> dict[str, Any]:
+    m = ctx.config.model
+    name = m.architecture or m.factory or m.sklearn or "small_cnn"
+    if m.trains_here and m.factory is None and m.architecture is None:
+        from sparring.assess.context import default_architecture
+
+        name = default_architecture(ctx.data)
+    return {
+        "name": name,
+        "data": ctx.data.name,
+        "n_train": len(ctx.train),
+        "n_test": len(ctx.test),
+        "input_shape": list(ctx.data.input_shape),
+        "num_classes": ctx.data.num_classes,
+        "clean_accuracy": accuracy(target, ctx.test.x, ctx.test.y),
+        "train_seconds": train_seconds,
+    }
+
+
+def build_report(
+    cfg: AssessConfig, model: dict[str, Any], results: dict[str, dict[str, Any]], seconds: float
+) -> dict[str, Any]:
+    """Assemble the report dict that report.json holds and the HTML renders."""
+    configured = {k for k in ("evasion", "backdoor", "poisoning", "membership") if getattr(cfg, k)}
+    cells = matrix(results, configured)
+    costs = defence_costs(results, model)
+    return {
+        "title": cfg.title,
+        "sparring_version": __version__,
+        "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": seconds,
+        "config": json.loads(cfg.model_dump_json()),
+        "model": model,
+        "matrix": cells,
+        "recommendations": recommendations(cells, costs),
+        "defence_costs": costs,
+        "figures": figures(results, model),
+        "scenarios": results,
+    }

@@ -1,0 +1,19 @@
+"""Scenario runners, one module per threat-matrix family; each returns a JSON-able dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sparring.assess.context import Context
+from sparring.assess.planner import Scenario
+from sparring.assess.scenarios import backdoor, evasion, membership, poisoning
+
+RUNNERS: dict[str, Callable[[Context, Scenario], dict[str, Any]]] = {
+    "evasion": evasion.run,
+    "backdoor": backdoor.run,
+    "poisoning": poisoning.run,
+    "membership": membership.run,
+}
+
+__all__ = ["RUNNERS"]

@@ -1,0 +1,119 @@
+"""BadNets: a patch trigger stamped on a few training samples relabelled to a target class.
+
+Gu, Dolan-Gavitt & Garg, "BadNets: Identifying Vulnerabilities in the Machine Learning Model
+Supply Chain", arXiv 2017 (IEEE Access 2019). This is the all-to-one variant: every poisoned
+sample is relabelled to ``target``, so at test time the trigger sends any input to ``target``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from sparring.data import Dataset, PoisonedDataset, Trigger
+from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
+
+#: Where the patch goes on an image; on flat inputs only the side (left/right) matters.
+POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
+
+
+class BadNets:
+    """All-to-one BadNets backdoor with a checkerboard patch trigger.
+
+    On image inputs ``[C, H, W]`` (or ``[H, W]``) the trigger is a ``patch_size`` square
+    checkerboard of 1s and 0s (its corner pixel is 1) in the chosen corner of every channel.
+    On flat inputs ``[D]`` it sets the last (``*_right``) or first (``*_left``) ``patch_size``
+    features to 1. :meth:`poison` stamps the trigger on ``round(poison_fraction * N)``
+    samples whose label is not ``target``, picked with ``seed``, and relabels them to ``target``.
+    """
+
+    def __init__(
+        self,
+        target: int = 0,
+        poison_fraction: float = 0.05,
+        patch_size: int = 3,
+        position: str = "bottom_right",
+        seed: int = 0,
+    ) -> None:
+        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+            raise ConfigError(f"target must be a class index >= 0, got {target!r}")
+        if position not in POSITIONS:
+            raise ConfigError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
+        self.target = target
+        self.poison_fraction = check_fraction("poison_fraction", poison_fraction)
+        self.patch_size = check_positive_int("patch_size", patch_size)
+        self.position = position
+        self.seed = int(seed)
+
+    def trigger(self, input_shape: Sequence[int]) -> Trigger:
+        """The patch trigger for inputs of one sample's shape ``input_shape``."""
+        shape = tuple(int(s) for s in input_shape)
+        k = self.patch_size
+        if len(shape) == 0:
+            raise InputError("BadNets needs inputs with at least one dimension")
+        pattern = torch.zeros(shape)
+        alpha = torch.zeros(shape)
+        left = self.position.endswith("left")
+        if len(shape) == 1:
+            if k > shape[0]:
+                raise InputError(f"patch_size {k} is larger than the {shape[0]} input features")
+            cols = slice(0, k) if left else slice(shape[0] - k, shape[0])
+            pattern[cols] = 1.0
+            alpha[cols] = 1.0
+            return Trigger(pattern, alpha)
+        h, w = shape[-2], shape[-1]
+        if k > h or k > w:
+            raise InputError(f"patch_size {k} is larger than the {h}x{w} image")
+        top = self.position.startswith("top")
+        r0 = 0 if top else h - k
+        c0 = 0 if left else w - k
+        # Checkerboard whose pixel in the image corner is 1, so the patch looks the same
+        # (mirrored) in every corner.
+        i = torch.arange(k).view(-1, 1)
+        j = torch.arange(k).view(1, -1)
+        corner_i = 0 if top else k - 1
+        corner_j = 0 if left else k - 1
+        board = ((i - corner_i + j - corner_j) % 2 == 0).float()
+        pattern[..., r0 : r0 + k, c0 : c0 + k] = board
+        alpha[..., r0 : r0 + k, c0 : c0 + k] = 1.0
+        return Trigger(pattern, alpha)
+
+    def poison(self, train: Dataset) -> PoisonedDataset:
+        """Stamp the trigger on a seeded choice of non-target samples and relabel them to ``target``."""
+        if self.target >= train.num_classes:
+            raise InputError(
+                f"target class {self.target} is not one of the {train.num_classes} classes of {train.name!r}"
+            )
+        trigger = self.trigger(train.input_shape)
+        n_poison = round(self.poison_fraction * len(train))
+        candidates = torch.nonzero(train.y != self.target).flatten()
+        if n_poison > len(candidates):
+            raise InputError(
+                f"cannot poison {n_poison} samples: only {len(candidates)} samples of {train.name!r} "
+                f"are not of target class {self.target}"
+            )
+        g = torch.Generator().manual_seed(self.seed)
+        chosen = candidates[torch.randperm(len(candidates), generator=g)[:n_poison]]
+        x = train.x.clone()
+        y = train.y.clone()
+        x[chosen] = trigger.apply(x[chosen])
+        y[chosen] = self.target
+        mask = torch.zeros(len(train), dtype=torch.bool)
+        mask[chosen] = True
+        return PoisonedDataset(
+            x,
+            y,
+            list(train.classes),
+            f"{train.name}-badnets",
+            poison_mask=mask,
+            original_y=train.y.clone(),
+            trigger=trigger,
+            target=self.target,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BadNets(target={self.target}, poison_fraction={self.poison_fraction}, "
+            f"patch_size={self.patch_size}, position={self.position!r}, seed={self.seed})"
+        )

@@ -1,0 +1,111 @@
+"""The ``sparring`` command line.
+
+Errors a user can fix print one line and exit with code 2; a ``--fail-on`` gate that
+fails exits with code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sparring import __version__
+from sparring.errors import SparringError
+
+EXIT_GATE_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _examples_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "examples"
+
+
+def _cmd_assess(args: argparse.Namespace) -> int:
+    from sparring.assess import assess
+
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    report, failed = assess(args.config, args.out, fail_on=args.fail_on or [], fresh=args.fresh, log=log)
+    for gate in report.get("fail_on", []):
+        status = "FAILED" if gate["failed"] else "passed"
+        values = ", ".join(f"{k}={v:.4g}" for k, v in gate["values"].items())
+        print(f"gate {gate['rule']}: {status} ({values})", file=sys.stderr)
+    return EXIT_GATE_FAILED if failed else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    name = "quick.toml" if args.quick else "mnist.toml"
+    config = _examples_dir() / name
+    if not config.is_file():
+        raise SparringError(f"the demo config {config} is missing; run the demo from a checkout of sparring")
+    args.config, args.fail_on, args.fresh = str(config), [], False
+    return _cmd_assess(args)
+
+
+def _cmd_list(_args: argparse.Namespace) -> int:
+    from sparring.attacks.evasion import EVASION_ATTACKS
+    from sparring.attacks.privacy import MEMBERSHIP_ATTACKS
+    from sparring.data import BUILTINS
+    from sparring.defenses.inference import HARDENING_NAMES
+    from sparring.models import ARCHITECTURES
+
+    rows = {
+        "datasets": list(BUILTINS),
+        "architectures": list(ARCHITECTURES),
+        "evasion attacks": list(EVASION_ATTACKS),
+        "evasion defences": ["adversarial_training"],
+        "backdoor attacks": ["badnets"],
+        "backdoor defences": ["activation_clustering"],
+        "poisoning attacks": ["label_flip"],
+        "membership attacks": list(MEMBERSHIP_ATTACKS),
+        "membership defences": [f"{n}[:arg]" if n != "label_only" else n for n in HARDENING_NAMES],
+    }
+    for k, v in rows.items():
+        print(f"{k:20s} {', '.join(v)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sparring`` command."""
+    p = argparse.ArgumentParser(prog="sparring", description="Attack your own models and measure what defences buy.")
+    p.add_argument("--version", action="version", version=f"sparring {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("assess", help="run an assessment config and write report.html and report.json")
+    a.add_argument("config", help="assessment config (TOML)")
+    a.add_argument("--out", required=True, help="output directory")
+    a.add_argument(
+        "--fail-on",
+        action="append",
+        metavar="RULE",
+        help="exit 1 if a figure crosses a threshold, e.g. 'robust_accuracy@0.1<0.5' (repeatable)",
+    )
+    a.add_argument("--fresh", action="store_true", help="ignore stored results and models from an earlier run")
+    a.add_argument("--quiet", action="store_true", help="no progress messages")
+    a.set_defaults(func=_cmd_assess)
+    d = sub.add_parser("demo", help="assess the built-in MNIST demo config into ./sparring-report")
+    d.add_argument("--out", default="sparring-report", help="output directory (default: sparring-report)")
+    d.add_argument("--quick", action="store_true", help="run the under-a-minute config on the digits data")
+    d.add_argument("--quiet", action="store_true", help="no progress messages")
+    d.set_defaults(func=_cmd_demo)
+    ls = sub.add_parser("list", help="list datasets, architectures, attacks and defences")
+    ls.set_defaults(func=_cmd_list)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SparringError as e:
+        print(f"sparring: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sparring: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

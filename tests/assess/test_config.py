@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparring.assess.config import load_config, parse_config
+from sparring.assess.gates import parse_gate
+from sparring.assess.planner import plan
+from sparring.errors import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+BASE: dict[str, Any] = {"data": {"dataset": "digits"}, "evasion": [{"attack": "pgd", "eps": [0.1]}]}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    cfg = {k: v for k, v in BASE.items()}
+    cfg.update(changes)
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["mnist.toml", "quick.toml"])
+def test_examples_are_valid(name: str) -> None:
+    cfg = load_config(EXAMPLES / name)
+    keys = [s.key for s in plan(cfg)]
+    assert "evasion.pgd-linf" in keys and "evasion.pgd-linf+adversarial_training" in keys
+    assert "backdoor.badnets+activation_clustering" in keys
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (with_(evasion=[{"attack": "pgd", "eps": [-0.1]}]), r"evasion\[0\]\.eps: eps must be >= 0"),
+        (
+            with_(evasion=[{"attack": "deepfool", "eps": 0.1}]),
+            r"unknown evasion attack 'deepfool'; accepted: fgsm, pgd",
+        ),
+        (with_(data={"dataset": "cifar10"}), r"data\.dataset: unknown dataset 'cifar10'"),
+        (with_(backdoor=[{"poison_fraction": 1.5}]), r"backdoor\[0\]\.poison_fraction: .*less than or equal to 1"),
+        (with_(poisoning=[{"fraction": [-0.2]}]), r"poison fraction must be in \[0, 1\]"),
+        (with_(membership=[{"defenses": ["blur"]}]), r"unknown membership defence 'blur'"),
+        (with_(colour="red"), r"colour: unknown key"),
+        (with_(data={"dataset": "digits", "path": "x.npz"}), "exactly one of"),
+        ({"data": {"dataset": "digits"}}, "names no attack"),
+    ],
+)
+def test_bad_configs_name_the_key(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(config)
+
+
+def test_malformed_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\ndataset = 'digits'")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_duplicate_entries_get_distinct_keys() -> None:
+    cfg = parse_config(with_(evasion=[{"attack": "pgd", "eps": 0.1}, {"attack": "pgd", "eps": 0.2}]))
+    assert [s.key for s in plan(cfg)] == ["evasion.pgd-linf#1", "evasion.pgd-linf#2"]
+
+
+def test_gate_parsing_and_matching() -> None:
+    gate = parse_gate("robust_accuracy@0.1<0.5")
+    figures = {"evasion.pgd-linf.robust_accuracy@0.1": 0.4, "evasion.pgd-linf.robust_accuracy@0.2": 0.1}
+    assert gate.check(figures)["failed"]
+    assert not parse_gate("robust_accuracy@0.1<0.3").check(figures)["failed"]
+    assert parse_gate("evasion.*@0.2>=0.1").check(figures)["failed"]
+    with pytest.raises(ConfigError, match="not of the form"):
+        parse_gate("robust_accuracy")
+    with pytest.raises(ConfigError, match="matches no figure"):
+        parse_gate("asr>0.5").check(figures)
