@@ -102,9 +102,9 @@ class AdversarialTrainingConfig(_Strict):
 
     norm: Literal["linf", "l2"] = "linf"
     eps: float = Field(0.15, ge=0)
-    steps: int = Field(7, ge=1)
+    steps: int = Field(2, ge=1)
     step_size: float | None = Field(None, ge=0)
-    epochs: int | None = Field(None, ge=1)
+    epochs: int | None = Field(4, ge=1)
 
 
 class EvasionConfig(_Strict):

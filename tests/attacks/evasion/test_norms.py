@@ -76,6 +76,15 @@ def test_per_sample_radius(norm: Norm) -> None:
     assert float(norm.norm(start)[0]) == 0.0
 
 
+@pytest.mark.parametrize("norm", NORMS, ids=str)
+def test_empty_batches(norm: Norm) -> None:
+    empty = torch.zeros(0, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    for out in (norm.random(empty, 0.5, g), norm.project(empty, 0.5), norm.direction(empty)):
+        assert out.shape == empty.shape
+    assert norm.norm(empty).shape == (0,)
+
+
 def test_l2_random_start_fills_the_ball() -> None:
     # Uniform in a d-ball: P(|r| <= eps * t) = t**d; with d = 16, about 1/3 of the mass lies
     # beyond 0.975 eps (a spherical-shell sampler would put all of it there, a Gaussian none).

@@ -27,14 +27,15 @@ class PGD(EvasionAttack):
     """Projected gradient descent on the cross-entropy loss (Madry et al., ICLR 2018).
 
     Parameters: ``norm`` ("linf" or "l2"), ``eps`` (radius), ``steps``, ``step_size``
-    (default ``2.5 * eps / steps``, Madry et al.'s rule), ``random_start`` (uniform in the
-    eps-ball), ``restarts`` (further random starts for samples still robust), ``early_stop``
-    (stop a sample once it succeeds), ``batch_size`` (samples per forward/backward pass)
-    and ``seed``.
+    (default ``2.5 * eps / steps``: the steps add up to more than the ball's diameter),
+    ``random_start`` (uniform in the eps-ball), ``restarts`` (further random starts for
+    samples still robust), ``early_stop`` (stop a sample once it succeeds), ``batch_size``
+    (samples per forward/backward pass) and ``seed``.
 
     Without ``early_stop`` every sample, including those the model already misclassifies,
-    runs all ``steps`` (what adversarial training needs). ``x_adv[i]`` is then the latest
-    iterate that succeeded, or the final iterate when none did.
+    runs all ``steps``; ``x_adv[i]`` is then the latest iterate that succeeded, or the
+    final iterate when none did. :meth:`perturb` returns the final iterates alone, at the
+    lowest cost (what adversarial training needs).
     """
 
     def __init__(

@@ -7,6 +7,7 @@ per-sample tensor of shape ``[N]``.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -88,7 +89,7 @@ class L2(Norm):
         return delta * factor
 
     def random(self, like: Tensor, eps: float | Tensor, generator: torch.Generator) -> Tensor:
-        d = like[0].numel()
+        d = max(1, math.prod(like.shape[1:]))
         g = torch.randn(like.shape, generator=generator, dtype=like.dtype)
         radius = torch.rand(like.shape[0], generator=generator, dtype=like.dtype) ** (1.0 / d)
         direction = self.direction(g)
