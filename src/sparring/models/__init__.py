@@ -7,6 +7,7 @@ from sparring.models.base import (
     QueryBudget,
     RestrictedClassifier,
     check_batch,
+    check_labels,
     describe_access,
 )
 from sparring.models.io import load_skops, load_torch_model, save_torch_weights
@@ -27,6 +28,7 @@ __all__ = [
     "TorchClassifier",
     "build",
     "check_batch",
+    "check_labels",
     "describe_access",
     "load_skops",
     "load_torch_model",

@@ -49,6 +49,19 @@ def check_batch(x: Tensor, input_shape: Sequence[int], what: str = "input") -> T
     return x
 
 
+def check_labels(y: Tensor, n: int, num_classes: int, what: str = "y") -> Tensor:
+    """Validate a ``[N]`` vector of class indices in ``[0, num_classes)`` and return it as long."""
+    if not isinstance(y, Tensor) or tuple(y.shape) != (n,):
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise InputError(f"{what} must be a tensor of shape ({n},), got {shape}")
+    if y.is_floating_point() and not torch.equal(y, y.round()):
+        raise InputError(f"{what} must hold class indices, got fractional values")
+    y = y.long()
+    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise InputError(f"{what} must hold class indices in [0, {num_classes - 1}]")
+    return y
+
+
 class Classifier:
     """A model seen through what an attacker may do to it.
 

@@ -7,7 +7,6 @@ Like scikit-learn's ``check_estimator``: a new attack is covered once it is in
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,21 +15,11 @@ import torch
 from sparring.attacks.evasion import EVASION_ATTACKS, EvasionAttack
 from sparring.data import Dataset
 from sparring.errors import AccessError, ConfigError, InputError, SparringError
-from sparring.models import Access, Classifier, TorchClassifier, build
-from sparring.train import TrainConfig, fit
+from sparring.models import Access, Classifier, TorchClassifier
 
 N = 40
 FAST: dict[str, dict[str, Any]] = {"pgd": {"steps": 5}}
 NAMES = sorted(EVASION_ATTACKS)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and stay fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(name: str, eps: float, seed: int = 0, norm: str | None = None) -> EvasionAttack:
@@ -58,10 +47,8 @@ def view(clf: TorchClassifier, name: str) -> Classifier:
 
 
 @pytest.fixture(scope="module")
-def model(digits_split: tuple[Dataset, Dataset]) -> TorchClassifier:
-    train, _ = digits_split
-    net = fit(build("mlp", train.input_shape, 10, seed=0), train, TrainConfig(epochs=10, progress=False)).model
-    return TorchClassifier(net, train.input_shape, 10)
+def model(digits_mlp: TorchClassifier) -> TorchClassifier:
+    return digits_mlp
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -9,27 +7,9 @@ from sparring.attacks.evasion import FGSM, PGD
 from sparring.data import Dataset
 from sparring.errors import ConfigError
 from sparring.metrics import accuracy
-from sparring.models import TorchClassifier, build
-from sparring.train import TrainConfig, fit
+from sparring.models import TorchClassifier
 
 N = 150
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and stay fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits_mlp(digits_split: tuple[Dataset, Dataset]) -> TorchClassifier:
-    """A 64-64 MLP on digits (about 94 % test accuracy), trained in about a second."""
-    train, _ = digits_split
-    model = fit(build("mlp", train.input_shape, 10, seed=0), train, TrainConfig(epochs=10, progress=False)).model
-    return TorchClassifier(model, train.input_shape, 10)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -15,15 +13,6 @@ from sparring.train import TrainConfig, TrainResult, fit
 
 EPS = 0.1
 CFG = TrainConfig(epochs=10, lr=3e-3, progress=False)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and stay fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _robust(model: torch.nn.Module, test: Dataset) -> tuple[float, float]:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from sparring.attacks.evasion.norms import Norm
 from sparring.errors import InputError
-from sparring.models import Access, Classifier, check_batch
+from sparring.models import Access, Classifier, check_batch, check_labels
 
 
 @dataclass
@@ -39,17 +39,6 @@ class EvasionResult:
     def robust_accuracy(self) -> float:
         """Share of samples still classified correctly (untargeted attacks)."""
         return 1.0 - self.success_rate
-
-
-def check_labels(y: Tensor, n: int, num_classes: int, what: str = "y") -> Tensor:
-    """Validate a ``[N]`` vector of class indices."""
-    if not isinstance(y, Tensor) or y.shape != (n,):
-        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-        raise InputError(f"{what} must be a tensor of shape ({n},), got {shape}")
-    y = y.long()
-    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise InputError(f"{what} must hold class indices in [0, {num_classes - 1}]")
-    return y
 
 
 class EvasionAttack(ABC):

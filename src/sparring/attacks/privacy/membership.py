@@ -22,7 +22,7 @@ from torch import Tensor
 from sparring.data import Dataset
 from sparring.errors import AccessError, ConfigError, InputError, check_positive_int
 from sparring.metrics import ROC, roc
-from sparring.models import Access, Classifier, check_batch, describe_access
+from sparring.models import Access, Classifier, check_batch, check_labels, describe_access
 
 #: Smallest probability used inside a logarithm, so rounded or zeroed scores give finite losses.
 MIN_PROBABILITY = 1e-12
@@ -53,18 +53,6 @@ def cross_entropy_from_scores(scores: Tensor, y: Tensor) -> Tensor:
     return torch.where(normalised, stable, plain)
 
 
-def _check_labels(y: Tensor, n: int, num_classes: int) -> Tensor:
-    if not isinstance(y, Tensor) or tuple(y.shape) != (n,):
-        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-        raise InputError(f"y must be a tensor of shape ({n},), got {shape}")
-    if y.is_floating_point() and not torch.equal(y, y.round()):
-        raise InputError("y must hold class indices, got fractional values")
-    y = y.long()
-    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise InputError(f"y must hold class indices in [0, {num_classes - 1}]")
-    return y
-
-
 class MembershipAttack:
     """Base of membership attacks: ``fit`` checks access and stores the classifier, ``score`` rates samples.
 
@@ -93,6 +81,11 @@ class MembershipAttack:
         if self.classifier_ is None:
             raise ConfigError(f"{type(self).__name__} is not fitted: call fit(classifier) before score()")
         return self.classifier_
+
+    def _validated(self, x: Tensor, y: Tensor) -> tuple[Classifier, Tensor, Tensor]:
+        classifier = self._fitted()
+        x = check_batch(x, classifier.input_shape)
+        return classifier, x, check_labels(y, len(x), classifier.num_classes)
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """Membership score per sample, shape ``[N]`` (float64); higher means more likely a member."""
@@ -133,9 +126,7 @@ class LossThreshold(MembershipAttack):
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """Negative cross-entropy per sample (float64, finite); higher means more likely a member."""
-        classifier = self._fitted()
-        x = check_batch(x, classifier.input_shape)
-        y = _check_labels(y, len(x), classifier.num_classes)
+        classifier, x, y = self._validated(x, y)
         if len(y) == 0:
             return torch.empty(0, dtype=torch.float64)
         return -cross_entropy_from_scores(classifier.predict_scores(x), y)
@@ -163,9 +154,7 @@ class LabelOnlyGap(MembershipAttack):
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """1.0 where the predicted label equals ``y``, else 0.0 (float64)."""
-        classifier = self._fitted()
-        x = check_batch(x, classifier.input_shape)
-        y = _check_labels(y, len(x), classifier.num_classes)
+        classifier, x, y = self._validated(x, y)
         if len(y) == 0:
             return torch.empty(0, dtype=torch.float64)
         return (classifier.predict_labels(x) == y).to(torch.float64)
