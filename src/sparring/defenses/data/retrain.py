@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from sparring.data import Dataset
 from sparring.defenses.data.base import DataDetector
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, check_positive_int
 from sparring.models import TorchClassifier
 from sparring.train import TrainConfig, fit
 
@@ -47,8 +47,7 @@ def sanitise_and_retrain(
     the samples still kept. The loop stops after ``max_passes`` detector runs or as soon as
     a run flags nothing; a run that flags nothing costs no retraining.
     """
-    if isinstance(max_passes, bool) or not isinstance(max_passes, int) or max_passes < 1:
-        raise ConfigError(f"max_passes must be an integer >= 1, got {max_passes!r}")
+    check_positive_int("max_passes", max_passes)
     start = time.perf_counter()
     kept = torch.arange(len(train))
     current = classifier
