@@ -50,6 +50,12 @@ class Context:
         """True when sparring can build and train fresh copies of the model."""
         return self.config.model.trains_here
 
+    @property
+    def model_name(self) -> str:
+        """The model's name in the report: factory, skops file, or zoo architecture (default by data shape)."""
+        m = self.config.model
+        return m.factory or m.sklearn or m.architecture or default_architecture(self.data)
+
     def build_model(self) -> nn.Module:
         """A freshly initialised copy of the configured architecture (seeded)."""
         m = self.config.model
@@ -133,9 +139,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if hasattr(o, "tolist"):
+    if hasattr(o, "tolist"):  # tensors and numpy arrays or scalars
         return o.tolist()
     raise TypeError(f"cannot serialise {type(o).__name__}")
 

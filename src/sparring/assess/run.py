@@ -20,6 +20,7 @@ from sparring.assess.report import defence_costs, figures, matrix, recommendatio
 from sparring.assess.store import ResultStore
 from sparring.errors import ConfigError
 from sparring.metrics import accuracy
+from sparring.models import Classifier
 
 
 def assess(
@@ -73,15 +74,9 @@ def assess(
     return report, failed
 
 
-def _model_info(ctx: Context, target: Any, train_seconds: float) -> dict[str, Any]:
-    m = ctx.config.model
-    name = m.architecture or m.factory or m.sklearn or "small_cnn"
-    if m.trains_here and m.factory is None and m.architecture is None:
-        from sparring.assess.context import default_architecture
-
-        name = default_architecture(ctx.data)
+def _model_info(ctx: Context, target: Classifier, train_seconds: float) -> dict[str, Any]:
     return {
-        "name": name,
+        "name": ctx.model_name,
         "data": ctx.data.name,
         "n_train": len(ctx.train),
         "n_test": len(ctx.test),
