@@ -22,6 +22,9 @@ class EvasionResult:
     ``target[i]`` (targeted); a sample the model already gets wrong counts as a success
     (attacks that stop early return it unchanged). ``queries`` counts samples sent to the
     model, ``norms`` the perturbation size per sample in the attack's norm.
+    ``sample_queries[i]``, when the attack tracks it (black-box attacks do), is the number
+    of queries spent on sample ``i`` up to its first success (or in all, if it never
+    succeeded); :func:`success_by_queries` turns it into a success-vs-queries curve.
     """
 
     x_adv: Tensor
@@ -29,6 +32,7 @@ class EvasionResult:
     queries: int
     norms: Tensor
     seconds: float
+    sample_queries: Tensor | None = None
 
     @property
     def success_rate(self) -> float:
@@ -55,13 +59,16 @@ class EvasionAttack(ABC):
         """Attack ``x`` (true labels ``y``); if ``target`` is given, aim for those classes."""
         x, y, target = self._validate(classifier, x, y, target)
         q0, t0 = classifier.queries, time.perf_counter()
+        self._sample_queries: Tensor | None = None
         x_adv, success = self._run(classifier, x, y, target)
+        sample_queries, self._sample_queries = self._sample_queries, None
         return EvasionResult(
             x_adv=x_adv.detach(),
             success=success,
             queries=classifier.queries - q0,
             norms=self.norm.norm((x_adv - x).detach()),
             seconds=time.perf_counter() - t0,
+            sample_queries=sample_queries,
         )
 
     def _validate(
@@ -80,7 +87,11 @@ class EvasionAttack(ABC):
 
     @abstractmethod
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Return ``(x_adv, success)`` for validated inputs."""
+        """Return ``(x_adv, success)`` for validated inputs.
+
+        An attack that counts queries per sample stores them in ``self._sample_queries``
+        (a ``[N]`` long tensor) before returning; :meth:`run` moves them into the result.
+        """
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -90,3 +101,15 @@ class EvasionAttack(ABC):
 def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
     """Untargeted: ``pred != y``; targeted: ``pred == target``."""
     return pred != y if target is None else pred == target
+
+
+def success_by_queries(result: EvasionResult, budgets: list[int]) -> list[float]:
+    """Success rate when each sample may use at most ``b`` queries, for each ``b`` in ``budgets``.
+
+    Needs ``result.sample_queries``; a sample counts as broken within ``b`` when it
+    succeeded and its first success came after at most ``b`` queries.
+    """
+    if result.sample_queries is None:
+        raise InputError("this attack did not record queries per sample")
+    n = max(1, len(result.success))
+    return [float((result.success & (result.sample_queries <= b)).sum()) / n for b in budgets]
