@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -114,3 +115,43 @@ def emit(name: str, record: Mapping[str, Any], run_id: str) -> None:
 def run_id() -> str:
     """A UTC timestamp naming one benchmark run."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CountingModule(torch.nn.Module):
+    """Wrap a model and count the samples sent through its forward pass (peer query counts)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.count = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count += int(x.shape[0])
+        return self.inner(x if x.dtype == torch.float32 else x.float())  # ART sends float64 noise
+
+
+def art_estimator(model: nn.Module, input_shape: tuple[int, ...], nb_classes: int = 10) -> Any:
+    """ART's PyTorchClassifier around ``model`` on [0, 1] inputs, seeded as the benchmarks seed it."""
+    from art.estimators.classification import PyTorchClassifier
+
+    np.random.seed(0)
+    torch.manual_seed(0)
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=input_shape,
+        nb_classes=nb_classes,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's labels for ``x``, in batches of 500."""
+    with torch.no_grad():
+        return torch.cat([model(b).argmax(1) for b in x.split(500)])
+
+
+def accuracy_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of ``x`` the model labels ``y``."""
+    return float((predict(model, x) == y).float().mean())

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from _common import emit, environment, ratio, run_id, split, timer, trained_model
+from _common import accuracy_of, art_estimator, emit, environment, ratio, run_id, split, timer, trained_model
 from sparring.attacks.evasion import PGD
 from sparring.models import TorchClassifier
 
@@ -38,17 +38,8 @@ def run_sparring(model: nn.Module, x: Tensor, y: Tensor, eps: float, args: argpa
 
 def run_art(model: nn.Module, x: Tensor, y: Tensor, eps: float, args: argparse.Namespace) -> Tensor:
     from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
 
-    np.random.seed(0)
-    est = PyTorchClassifier(
-        model=model,
-        loss=nn.CrossEntropyLoss(),
-        input_shape=tuple(x.shape[1:]),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        device_type="cpu",
-    )
+    est = art_estimator(model, tuple(x.shape[1:]))
     attack = ProjectedGradientDescent(
         est,
         norm=np.inf,
@@ -84,11 +75,6 @@ LIBRARIES: dict[str, Callable[[nn.Module, Tensor, Tensor, float, argparse.Namesp
 ATTACK = {"sparring": "PGD", "art": "ProjectedGradientDescent", "foolbox": "LinfPGD"}
 
 
-def robust_accuracy(model: nn.Module, x_adv: Tensor, y: Tensor) -> float:
-    with torch.no_grad():
-        pred = torch.cat([model(b).argmax(1) for b in x_adv.split(500)])
-    return float((pred == y).float().mean())
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,7 +96,7 @@ def main() -> None:
     for q in model.parameters():  # as a user hands a trained model to a library
         q.requires_grad_(True)
     x, y = test.x[: args.n], test.y[: args.n]
-    clean = robust_accuracy(model, x, y)
+    clean = accuracy_of(model, x, y)
     emit(
         NAME,
         {
@@ -154,7 +140,7 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "seconds": seconds,
                 "all_seconds": times,
-                "robust_accuracy": robust_accuracy(model, x_adv, y),
+                "robust_accuracy": accuracy_of(model, x_adv, y),
                 "max_linf": round(delta, 6),
                 "in_bounds": bool(x_adv.min() >= 0 and x_adv.max() <= 1),
             }

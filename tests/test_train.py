@@ -47,3 +47,85 @@ def test_bad_training_settings() -> None:
     with pytest.raises(InputError, match="empty"):
         empty = Dataset(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), ["a", "b"])
         fit(build("mlp", (4,), 2), empty, TrainConfig(progress=False))
+
+
+def test_augmentation_repeats_and_helps_on_augmented_inputs(digits_split: tuple[Dataset, Dataset]) -> None:
+    """Seeded, alters the batches, still learns; random shifts make the model better on shifted inputs.
+
+    (Gaussian-noise augmentation of this small MLP costs a little clean accuracy and does not
+    measurably help on noisy inputs at this size, so only learning is asserted for it.)
+    """
+    from sparring.train import augment_batch
+
+    train, test = digits_split
+    small = train.take(400, seed=0)
+    plain = fit(build("mlp", small.input_shape, 10, seed=1), small, TrainConfig(epochs=15, seed=3, progress=False))
+    plain_clf = TorchClassifier(plain.model, small.input_shape, 10)
+    for spec in ("noise:0.1", "shift:1"):
+        seen: list[Tensor] = []
+
+        def hook(model: nn.Module, x: Tensor, y: Tensor, seen: list[Tensor] = seen) -> Tensor:
+            seen.append(x)
+            return x
+
+        cfg = TrainConfig(epochs=15, seed=3, augment=spec, progress=False)
+        a = fit(build("mlp", small.input_shape, 10, seed=1), small, cfg, hook)
+        b = fit(build("mlp", small.input_shape, 10, seed=1), small, cfg)
+        assert a.losses == b.losses  # seeded
+        assert a.losses != plain.losses
+        order = torch.randperm(400, generator=torch.Generator().manual_seed(3))
+        assert not torch.equal(seen[0], small.x[order[:64]])  # same shuffle, altered inputs
+        assert float(seen[0].min()) >= 0.0 and float(seen[0].max()) <= 1.0
+        clf = TorchClassifier(a.model, small.input_shape, 10)
+        shifted = augment_batch(test.x, spec, torch.Generator().manual_seed(9))
+        acc = float((clf.predict_labels(shifted) == test.y).float().mean())
+        plain_acc = float((plain_clf.predict_labels(shifted) == test.y).float().mean())
+        if spec.startswith("shift"):
+            assert acc > plain_acc + 0.05, (acc, plain_acc)
+        else:
+            assert float((clf.predict_labels(test.x) == test.y).float().mean()) > 0.75
+
+
+def test_shift_moves_images_within_the_range() -> None:
+    from sparring.train import augment_batch
+
+    x = torch.zeros(50, 1, 5, 5)
+    x[:, 0, 2, 2] = 1.0
+    out = augment_batch(x, "shift:2", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert torch.equal(out.flatten(1).sum(1), torch.ones(50))  # the dot stays inside a 5x5 image
+    positions = {int(o.flatten().argmax()) for o in out}
+    assert len(positions) > 10  # up to 25 offsets, drawn per sample
+
+
+def test_bad_augmentation_settings(digits_split: tuple[Dataset, Dataset]) -> None:
+    for spec, match in [
+        ("flip:1", "unknown augmentation"),
+        ("noise", "numeric argument"),
+        ("noise:0", "sigma"),
+        ("shift:1.5", "integer number of pixels"),
+        ("shift:0", "integer number of pixels"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(augment=spec)
+    flat = Dataset(torch.rand(20, 4), torch.randint(0, 2, (20,)), ["a", "b"])
+    with pytest.raises(InputError, match="image inputs"):
+        fit(build("mlp", (4,), 2), flat, TrainConfig(epochs=1, augment="shift:1", progress=False))
+
+
+def test_dropout_keeps_the_seeded_weights_and_acts_only_in_training() -> None:
+    for arch, shape in (("mlp", (1, 8, 8)), ("small_cnn", (1, 8, 8))):
+        plain = build(arch, shape, 10, seed=0)
+        dropped = build(arch, shape, 10, seed=0, dropout=0.5)
+        assert plain.state_dict().keys() == dropped.state_dict().keys()
+        assert all(torch.equal(v, dropped.state_dict()[k]) for k, v in plain.state_dict().items())
+        x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(0))
+        dropped.eval()
+        assert torch.equal(dropped(x), plain.eval()(x))
+        dropped.train()
+        torch.manual_seed(0)
+        assert not torch.equal(dropped(x), dropped(x))
+    with pytest.raises(ConfigError, match="dropout"):
+        build("mlp", (4,), 2, dropout=1.0)
+    with pytest.raises(ConfigError, match="dropout"):
+        build("mlp", (4,), 2, dropout=-0.1)

@@ -90,7 +90,10 @@ class Dataset:
         return self.subset(train_idx, f"{self.name}-train"), self.subset(test_idx, f"{self.name}-test")
 
     def take(self, n: int, seed: int = 0) -> Dataset:
-        """A seeded random subset of ``min(n, len(self))`` samples."""
+        """A seeded random subset of ``min(n, len(self))`` samples (see :meth:`take_index`)."""
+        return self.subset(self.take_index(n, seed))
+
+    def take_index(self, n: int, seed: int = 0) -> Tensor:
+        """Indices of :meth:`take`'s subset; a smaller ``n`` with the same seed gives a prefix."""
         g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[: min(n, len(self))]
-        return self.subset(idx)
+        return torch.randperm(len(self), generator=g)[: min(n, len(self))]

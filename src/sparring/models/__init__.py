@@ -11,8 +11,11 @@ from sparring.models.base import (
     describe_access,
 )
 from sparring.models.io import load_skops, load_torch_model, save_torch_weights
+from sparring.models.onnx_classifier import OnnxClassifier, export_onnx
 from sparring.models.sklearn_classifier import SklearnClassifier
+from sparring.models.student import TransferSetup, student_from_teacher, transfer_learning_setup
 from sparring.models.torch_classifier import TorchClassifier
+from sparring.models.transformed import InputTransform, TransformedClassifier
 from sparring.models.zoo import ARCHITECTURES, MLP, SmallCNN, build
 
 __all__ = [
@@ -21,16 +24,23 @@ __all__ = [
     "Access",
     "Classifier",
     "ClassifierWrapper",
+    "InputTransform",
+    "OnnxClassifier",
     "QueryBudget",
     "RestrictedClassifier",
     "SklearnClassifier",
     "SmallCNN",
     "TorchClassifier",
+    "TransferSetup",
+    "TransformedClassifier",
     "build",
     "check_batch",
     "check_labels",
     "describe_access",
+    "export_onnx",
     "load_skops",
     "load_torch_model",
     "save_torch_weights",
+    "student_from_teacher",
+    "transfer_learning_setup",
 ]

@@ -18,7 +18,13 @@ from sparring.errors import AccessError, ConfigError, InputError, SparringError
 from sparring.models import Access, Classifier, TorchClassifier
 
 N = 40
-FAST: dict[str, dict[str, Any]] = {"pgd": {"steps": 5}}
+FAST: dict[str, dict[str, Any]] = {
+    "pgd": {"steps": 5},
+    "apgd": {"steps": 10},
+    "cw-l2": {"steps": 30, "binary_search_steps": 4},
+    "square": {"max_queries": 100},
+    "hopskipjump": {"max_queries": 200},
+}
 NAMES = sorted(EVASION_ATTACKS)
 
 

@@ -1,24 +1,48 @@
 """Evasion attacks (test-time integrity)."""
 
+from sparring.attacks.evasion.adaptive import BPDA, EOT, SqueezingAwarePGD, transformed_layers
+from sparring.attacks.evasion.apgd import APGD
 from sparring.attacks.evasion.base import EvasionAttack, EvasionResult, success_by_queries
+from sparring.attacks.evasion.cw import CarliniWagnerL2
+from sparring.attacks.evasion.ensemble import WorstCaseEnsemble, autoattack
 from sparring.attacks.evasion.gradient import FGSM, PGD
+from sparring.attacks.evasion.hopskipjump import HopSkipJump
+from sparring.attacks.evasion.mimicry import InternalMimicry
 from sparring.attacks.evasion.norms import L2, Linf, Norm, get_norm
+from sparring.attacks.evasion.square import Square
+from sparring.attacks.evasion.transfer import Transfer
 
 #: Evasion attacks by the name an assessment config uses.
 EVASION_ATTACKS: dict[str, type[EvasionAttack]] = {
     "fgsm": FGSM,
     "pgd": PGD,
+    "apgd": APGD,
+    "cw-l2": CarliniWagnerL2,
+    "square": Square,
+    "hopskipjump": HopSkipJump,
 }
 
 __all__ = [
+    "APGD",
+    "BPDA",
+    "EOT",
     "EVASION_ATTACKS",
     "FGSM",
     "L2",
     "PGD",
+    "CarliniWagnerL2",
     "EvasionAttack",
     "EvasionResult",
+    "HopSkipJump",
+    "InternalMimicry",
     "Linf",
     "Norm",
+    "Square",
+    "SqueezingAwarePGD",
+    "Transfer",
+    "WorstCaseEnsemble",
+    "autoattack",
     "get_norm",
     "success_by_queries",
+    "transformed_layers",
 ]

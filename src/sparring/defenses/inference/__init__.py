@@ -1,5 +1,6 @@
 """Inference-time defences: wrappers that return a hardened classifier."""
 
+from sparring.defenses.inference.feature_squeezing import FeatureSqueezing, SqueezingResult
 from sparring.defenses.inference.output_hardening import (
     HARDENING_NAMES,
     LabelOnly,
@@ -8,12 +9,30 @@ from sparring.defenses.inference.output_hardening import (
     harden,
     parse_hardening,
 )
+from sparring.defenses.inference.transforms import (
+    TRANSFORM_NAMES,
+    BitDepth,
+    GaussianNoise,
+    JpegCompression,
+    MedianSmoothing,
+    parse_transform,
+    transform_defence,
+)
 
 __all__ = [
     "HARDENING_NAMES",
+    "TRANSFORM_NAMES",
+    "BitDepth",
+    "FeatureSqueezing",
+    "GaussianNoise",
+    "JpegCompression",
     "LabelOnly",
+    "MedianSmoothing",
     "RoundScores",
+    "SqueezingResult",
     "TopKScores",
     "harden",
     "parse_hardening",
+    "parse_transform",
+    "transform_defence",
 ]

@@ -1,0 +1,91 @@
+"""Teacher–student dissimilarity (Wang et al., USENIX Security 2018) against teacher→student transfer."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from sparring.attacks.evasion import PGD, Transfer
+from sparring.data import Dataset
+from sparring.defenses.training import TeacherDissimilarity
+from sparring.errors import ConfigError, InputError
+from sparring.models import Access, TorchClassifier, build
+from sparring.models.student import TransferSetup, layer_features, transfer_learning_setup
+from sparring.train import TrainConfig
+
+N = 150
+
+
+@pytest.fixture(scope="module")
+def setup(digits_split: tuple[Dataset, Dataset]) -> TransferSetup:
+    train, test = digits_split
+    return transfer_learning_setup(train, test, teacher_epochs=10, student_epochs=6, seed=0)
+
+
+def transfer_success(setup: TransferSetup, student: TorchClassifier) -> float:
+    """Teacher→student PGD transfer success, summed over two radii."""
+    x, y = setup.test.x[:N], setup.test.y[:N]
+    view = student.restrict(Access.LABELS)
+    return sum(Transfer(setup.teacher, PGD(eps=eps, steps=20)).run(view, x, y).success_rate for eps in (0.1, 0.2))
+
+
+def accuracy(c: TorchClassifier, data: Dataset) -> float:
+    return float((c.predict_labels(data.x) == data.y).float().mean())
+
+
+def w(model: torch.nn.Module, layer: str) -> torch.Tensor:
+    """The weight of a named layer."""
+    return model.get_parameter(f"{layer}.weight")
+
+
+def test_dissimilarity_lowers_teacher_to_student_transfer(setup: TransferSetup) -> None:
+    teacher_state = {k: v.clone() for k, v in setup.teacher.model.state_dict().items()}
+    student = copy.deepcopy(setup.student.model)
+    defence = TeacherDissimilarity(setup.teacher.model, setup.layer, margin=1.0, weight=10.0)
+    result = defence.fit(student, setup.student_data, TrainConfig(epochs=4, seed=1, progress=False))
+    defended = TorchClassifier(result.model, setup.test.input_shape, 10)
+    assert result.model is student and not student.training and len(result.losses) == 4
+    # the representation at the shared layer moved away from the teacher's, towards the margin
+    assert defence.last_distances[-1] > 1.0 and defence.last_distances[-1] > defence.last_distances[0]
+    x = setup.test.x[:50]
+    with torch.no_grad():
+        t, s = layer_features(setup.teacher.model, setup.layer)(x), layer_features(student, setup.layer)(x)
+    assert float(((s - t).norm(dim=1) / t.norm(dim=1)).mean()) > 0.8
+    before, after = transfer_success(setup, setup.student), transfer_success(setup, defended)
+    assert after < before - 0.05, (before, after)
+    assert accuracy(defended, setup.test) >= accuracy(setup.student, setup.test) - 0.03
+    for k, v in setup.teacher.model.state_dict().items():  # the public teacher is only read
+        assert torch.equal(v, teacher_state[k])
+    assert all(p.grad is None for p in setup.teacher.model.parameters())
+
+
+def test_unfreeze_flag(setup: TransferSetup) -> None:
+    student = copy.deepcopy(setup.student.model)
+    frozen_before = w(student, "conv1").clone()
+    TeacherDissimilarity(setup.teacher.model, setup.layer, unfreeze=False).fit(
+        student, setup.student_data.take(100), TrainConfig(epochs=1, progress=False)
+    )
+    assert torch.equal(w(student, "conv1"), frozen_before)
+    TeacherDissimilarity(setup.teacher.model, setup.layer).fit(
+        student, setup.student_data.take(100), TrainConfig(epochs=1, progress=False)
+    )
+    assert not torch.equal(w(student, "conv1"), frozen_before)
+
+
+def test_errors(setup: TransferSetup) -> None:
+    with pytest.raises(ConfigError, match="teacher"):
+        TeacherDissimilarity("teacher", "fc1")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="layer"):
+        TeacherDissimilarity(setup.teacher.model, "")
+    with pytest.raises(ConfigError, match="margin"):
+        TeacherDissimilarity(setup.teacher.model, "fc1", margin=-1.0)
+    data = setup.student_data.take(20)
+    with pytest.raises(InputError, match="no layer named 'nope'"):
+        TeacherDissimilarity(setup.teacher.model, "nope").fit(copy.deepcopy(setup.student.model), data)
+    with pytest.raises(InputError, match="copy of the teacher"):
+        TeacherDissimilarity(setup.teacher.model, "fc1").fit(setup.teacher.model, data)
+    other = build("mlp", data.input_shape, 10)
+    with pytest.raises(InputError, match="no layer named 'fc1'"):
+        TeacherDissimilarity(setup.teacher.model, "fc1").fit(other, data)
