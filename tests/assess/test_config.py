@@ -36,7 +36,7 @@ def test_examples_are_valid(name: str) -> None:
         (with_(evasion=[{"attack": "pgd", "eps": [-0.1]}]), r"evasion\[0\]\.eps: eps must be >= 0"),
         (
             with_(evasion=[{"attack": "deepfool", "eps": 0.1}]),
-            r"unknown evasion attack 'deepfool'; accepted: fgsm, pgd",
+            r"unknown evasion attack 'deepfool'; accepted: .*pgd.*autoattack, transfer",
         ),
         (with_(data={"dataset": "cifar10"}), r"data\.dataset: unknown dataset 'cifar10'"),
         (with_(backdoor=[{"poison_fraction": 1.5}]), r"backdoor\[0\]\.poison_fraction: .*less than or equal to 1"),
@@ -45,6 +45,12 @@ def test_examples_are_valid(name: str) -> None:
         (with_(colour="red"), r"colour: unknown key"),
         (with_(data={"dataset": "digits", "path": "x.npz"}), "exactly one of"),
         ({"data": {"dataset": "digits"}}, "names no attack"),
+        (with_(evasion=[{"attack": "cw-l2", "eps": 1.0}]), r"evasion\[0\]: .*cw-l2 is an L2 attack"),
+        (with_(evasion=[{"attack": "pgd", "eps": 0.1, "defenses": ["blur"]}]), r"unknown evasion defence 'blur'"),
+        (with_(evasion=[{"attack": "pgd", "eps": 0.1, "defenses": ["bit_depth:0"]}]), r"evasion\[0\]\.defenses: "),
+        (with_(evasion=[{"attack": "transfer", "eps": 0.1, "surrogate": "vgg"}]), r"unknown surrogate architecture"),
+        (with_(generalisation={"augment": "wobble:3"}), r"generalisation\.augment: "),
+        (with_(model={"sklearn": "m.skops", "onnx": "m.onnx"}), r"at most one of"),
     ],
 )
 def test_bad_configs_name_the_key(config: dict[str, Any], message: str) -> None:
@@ -76,3 +82,13 @@ def test_gate_parsing_and_matching() -> None:
         parse_gate("robust_accuracy")
     with pytest.raises(ConfigError, match="matches no figure"):
         parse_gate("asr>0.5").check(figures)
+
+
+def test_relative_paths_resolve_against_the_config_and_absolute_ones_stay(tmp_path: Path) -> None:
+    absolute = str(tmp_path / "model.onnx")
+    cfg = parse_config(
+        with_(data={"dataset": "digits"}, model={"onnx": absolute}), base_dir=tmp_path / "configs"
+    )
+    assert cfg.model.onnx == absolute
+    cfg = parse_config(with_(model={"onnx": "m.onnx"}), base_dir=tmp_path)
+    assert cfg.model.onnx == str(tmp_path / "m.onnx")

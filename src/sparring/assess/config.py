@@ -68,6 +68,8 @@ class ModelConfig(_Strict):
     factory: str | None = None
     weights: str | None = None
     sklearn: str | None = None
+    onnx: str | None = None
+    onnx_output: Literal["logits", "probabilities"] = "logits"
     trusted_types: list[str] = []
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -84,9 +86,9 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
-        sources = [s for s in (self.architecture, self.factory, self.sklearn) if s is not None]
+        sources = [s for s in (self.architecture, self.factory, self.sklearn, self.onnx) if s is not None]
         if len(sources) > 1:
-            raise ValueError("give at most one of 'architecture', 'factory' or 'sklearn'")
+            raise ValueError("give at most one of 'architecture', 'factory', 'sklearn' or 'onnx'")
         if self.weights is not None and self.factory is None:
             raise ValueError("'weights' goes with 'factory' (a function that builds the module)")
         return self
@@ -94,7 +96,7 @@ class ModelConfig(_Strict):
     @property
     def trains_here(self) -> bool:
         """True when sparring trains the model (zoo architecture, or a factory without weights)."""
-        return self.sklearn is None and self.weights is None
+        return self.sklearn is None and self.onnx is None and self.weights is None
 
 
 class AdversarialTrainingConfig(_Strict):
@@ -107,44 +109,177 @@ class AdversarialTrainingConfig(_Strict):
     epochs: int | None = Field(4, ge=1)
 
 
+def _listify_eps(v: Any) -> Any:
+    return [v] if isinstance(v, int | float) else v
+
+
+def _sorted_eps(v: list[float]) -> list[float]:
+    for e in v:
+        if not e >= 0:
+            raise ValueError(f"eps must be >= 0, got {e}")
+    return sorted(v)
+
+
+#: Evasion defences that train a fresh model (settings in [adversarial_training] / [generalisation]).
+TRAINING_DEFENCES = ("adversarial_training", "dropout", "weight_decay", "augmentation")
+#: Evasion defences that detect adversarial inputs rather than classify them.
+DETECTORS = ("feature_squeezing",)
+#: Evasion attacks the config accepts besides the registered single attacks.
+COMPOSITE_ATTACKS = ("autoattack", "transfer")
+
+
+class GeneralisationConfig(_Strict):
+    """Settings of the generalisation defences: each trains a fresh model with one option changed."""
+
+    dropout: float = Field(0.3, gt=0, lt=1)
+    weight_decay: float = Field(5e-4, gt=0)
+    augment: str = "noise:0.1"
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augment(cls, v: str) -> str:
+        from sparring.errors import SparringError
+        from sparring.train import parse_augment
+
+        try:
+            parse_augment(v)
+        except SparringError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+
+class FeatureSqueezingConfig(_Strict):
+    """Settings of the feature-squeezing detector (Xu et al., NDSS 2018).
+
+    ``squeezers`` default by data shape: 1-bit depth and 2x2 median for images of 16 pixels
+    or more a side (the paper's MNIST pair), 2-bit depth and JPEG 50 for smaller images
+    (a 2x2 median destroys 8x8 digits), 2-bit depth for tabular data.
+    """
+
+    squeezers: list[str] | None = None
+    fpr: float = Field(0.05, gt=0, lt=1)
+
+    @field_validator("squeezers")
+    @classmethod
+    def _known_squeezers(cls, v: list[str] | None) -> list[str] | None:
+        from sparring.defenses.inference import parse_transform
+        from sparring.errors import SparringError
+
+        if v is not None and not v:
+            raise ValueError("give at least one squeezer, e.g. [\"bit_depth:1\", \"median:2\"]")
+        for spec in v or []:
+            try:
+                parse_transform(spec)
+            except SparringError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+
 class EvasionConfig(_Strict):
-    """One evasion attack swept over epsilons."""
+    """One evasion attack swept over epsilons, against the model and each listed defence."""
 
     attack: str
     norm: Literal["linf", "l2"] = "linf"
     eps: list[float] = Field(min_length=1)
-    steps: int = Field(40, ge=1)
+    steps: int | None = Field(None, ge=1)
     step_size: float | None = Field(None, ge=0)
     restarts: int = Field(1, ge=1)
     random_start: bool = True
+    loss: Literal["ce", "dlr"] | None = None
+    max_queries: int = Field(1000, ge=1)
+    version: Literal["standard", "fast"] = "standard"
+    surrogate: str | None = None
+    base_attack: str = "pgd"
+    eot_samples: int = Field(10, ge=1)
     samples: int | None = Field(None, ge=1)
     reference_eps: float | None = Field(None, ge=0)
+    sanity_checks: bool = True
     defenses: list[str] = []
 
-    @field_validator("eps", mode="before")
-    @classmethod
-    def _listify(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int | float) else v
-
-    @field_validator("eps")
-    @classmethod
-    def _nonnegative(cls, v: list[float]) -> list[float]:
-        for e in v:
-            if not e >= 0:
-                raise ValueError(f"eps must be >= 0, got {e}")
-        return sorted(v)
+    _listify = field_validator("eps", mode="before")(_listify_eps)
+    _nonnegative = field_validator("eps")(_sorted_eps)
 
     @field_validator("attack")
     @classmethod
     def _known(cls, v: str) -> str:
         from sparring.attacks.evasion import EVASION_ATTACKS
 
-        return _one_of(v, list(EVASION_ATTACKS), "evasion attack")
+        return _one_of(v, [*EVASION_ATTACKS, *COMPOSITE_ATTACKS], "evasion attack")
+
+    @field_validator("base_attack")
+    @classmethod
+    def _known_base(cls, v: str) -> str:
+        from sparring.attacks.evasion import EVASION_ATTACKS
+
+        return _one_of(v, list(EVASION_ATTACKS), "transfer base_attack")
+
+    @field_validator("surrogate")
+    @classmethod
+    def _known_surrogate(cls, v: str | None) -> str | None:
+        from sparring.models import ARCHITECTURES
+
+        return None if v is None else _one_of(v, list(ARCHITECTURES), "surrogate architecture")
 
     @field_validator("defenses")
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
-        return _check_names(v, ["adversarial_training"], "evasion defence")
+        from sparring.defenses.inference import TRANSFORM_NAMES, parse_transform
+        from sparring.errors import SparringError
+
+        _check_names(v, [*TRAINING_DEFENCES, *DETECTORS, *TRANSFORM_NAMES], "evasion defence")
+        for spec in v:
+            if spec.split(":", 1)[0] in TRANSFORM_NAMES:
+                try:
+                    parse_transform(spec)
+                except SparringError as e:
+                    raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvasionConfig:
+        if self.attack == "cw-l2" and self.norm != "l2":
+            raise ValueError("cw-l2 is an L2 attack: set norm = \"l2\"")
+        if self.attack == "transfer" and self.base_attack == "cw-l2" and self.norm != "l2":
+            raise ValueError("base_attack cw-l2 is an L2 attack: set norm = \"l2\"")
+        if len(set(self.defenses)) != len(self.defenses):
+            raise ValueError("a defence is listed twice")
+        return self
+
+    @property
+    def ref_eps(self) -> float:
+        """The epsilon the threat matrix rates risk at (default: the largest swept)."""
+        return self.reference_eps if self.reference_eps is not None else max(self.eps)
+
+
+class TransferLearningConfig(_Strict):
+    """The transfer-learning case (BSI): adversarial examples crafted on a public teacher, tried on its student.
+
+    sparring trains the teacher on one part of the training data and fine-tunes a student
+    from it (copied layers frozen) on the other; ``attack`` is ``"pgd"`` (untargeted PGD on
+    the teacher) or ``"mimicry"`` (Wang et al., USENIX Security 2018: match the teacher's
+    internal representation of an image of another class). Defences: ``"dissimilarity"``
+    fine-tunes every student layer away from the teacher's representation; ``"fine_tune"``
+    fine-tunes every layer without that penalty (the control that shows what the penalty adds).
+    """
+
+    attack: Literal["pgd", "mimicry"] = "pgd"
+    norm: Literal["linf", "l2"] = "linf"
+    eps: list[float] = Field([0.1, 0.2], min_length=1)
+    steps: int = Field(40, ge=1)
+    teacher_fraction: float = Field(0.5, gt=0, lt=1)
+    teacher_epochs: int = Field(6, ge=1)
+    student_epochs: int = Field(4, ge=1)
+    samples: int | None = Field(500, ge=1)
+    reference_eps: float | None = Field(None, ge=0)
+    defenses: list[str] = []
+
+    _listify = field_validator("eps", mode="before")(_listify_eps)
+    _nonnegative = field_validator("eps")(_sorted_eps)
+
+    @field_validator("defenses")
+    @classmethod
+    def _known_defences(cls, v: list[str]) -> list[str]:
+        return _check_names(v, ["fine_tune", "dissimilarity"], "transfer-learning defence")
 
     @property
     def ref_eps(self) -> float:
@@ -234,18 +369,22 @@ class AssessConfig(_Strict):
     data: DataConfig
     model: ModelConfig = ModelConfig()
     adversarial_training: AdversarialTrainingConfig = AdversarialTrainingConfig()
+    generalisation: GeneralisationConfig = GeneralisationConfig()
+    feature_squeezing: FeatureSqueezingConfig = FeatureSqueezingConfig()
     evasion: list[EvasionConfig] = []
+    transfer_learning: list[TransferLearningConfig] = []
     backdoor: list[BackdoorConfig] = []
     poisoning: list[PoisoningConfig] = []
     membership: list[MembershipConfig] = []
 
     @model_validator(mode="after")
     def _something_to_do(self) -> AssessConfig:
-        if not (self.evasion or self.backdoor or self.poisoning or self.membership):
+        if not (self.evasion or self.transfer_learning or self.backdoor or self.poisoning or self.membership):
             raise ValueError(
-                "the config names no attack: add an [[evasion]], [[backdoor]], [[poisoning]] or [[membership]]"
+                "the config names no attack: add an [[evasion]], [[transfer_learning]], [[backdoor]], [[poisoning]] "
+                "or [[membership]]"
             )
-        if self.model.sklearn is not None or self.model.weights is not None:
+        if not self.model.trains_here:
             if self.membership and self.data.test_path is None:
                 raise ValueError(
                     "membership inference on a model trained elsewhere needs its training set: give [data] 'path' "
@@ -255,6 +394,10 @@ class AssessConfig(_Strict):
             raise ValueError(
                 "backdoor and poisoning scenarios retrain the model, so [model] needs 'architecture' or a 'factory' "
                 "without 'weights'"
+            )
+        if self.transfer_learning and (self.model.factory is not None or not self.model.trains_here):
+            raise ValueError(
+                "transfer_learning trains a zoo teacher and student: [model] needs 'architecture' (or nothing)"
             )
         return self
 
@@ -290,10 +433,12 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> AssessCo
 
 def _resolve_paths(cfg: AssessConfig, base: Path) -> AssessConfig:
     def fix(p: str | None) -> str | None:
-        return None if p is None or Path(p).is_absolute() else str(base / p)
+        return p if p is None or Path(p).is_absolute() else str(base / p)
 
     data = cfg.data.model_copy(update={"path": fix(cfg.data.path), "test_path": fix(cfg.data.test_path)})
-    model = cfg.model.model_copy(update={"weights": fix(cfg.model.weights), "sklearn": fix(cfg.model.sklearn)})
+    model = cfg.model.model_copy(
+        update={"weights": fix(cfg.model.weights), "sklearn": fix(cfg.model.sklearn), "onnx": fix(cfg.model.onnx)}
+    )
     return cfg.model_copy(update={"data": data, "model": model})
 
 

@@ -43,6 +43,8 @@ class Context:
     workdir: Path | None = None
     log: Callable[[str], None] = print
     _models: dict[str, tuple[TorchClassifier, float]] = field(default_factory=dict)
+    #: Objects scenarios share within one run (e.g. a teacher and its student).
+    memo: dict[str, Any] = field(default_factory=dict)
 
     # -- model building -----------------------------------------------------------------
     @property
@@ -54,7 +56,7 @@ class Context:
     def model_name(self) -> str:
         """The model's name in the report: factory, skops file, or zoo architecture (default by data shape)."""
         m = self.config.model
-        return m.factory or m.sklearn or m.architecture or default_architecture(self.data)
+        return m.factory or m.sklearn or m.onnx or m.architecture or default_architecture(self.data)
 
     def build_model(self) -> nn.Module:
         """A freshly initialised copy of the configured architecture (seeded)."""
@@ -84,12 +86,17 @@ class Context:
         return TorchClassifier(model, self.data.input_shape, self.data.num_classes, bounds=self.config.data.bounds)
 
     def cached_model(
-        self, name: str, key: Any, train_fn: Callable[[], tuple[nn.Module, float]]
+        self,
+        name: str,
+        key: Any,
+        train_fn: Callable[[], tuple[nn.Module, float]],
+        build_fn: Callable[[], nn.Module] | None = None,
     ) -> tuple[TorchClassifier, float]:
         """Train a model once per run and per work directory; returns it and its training seconds.
 
         The weights are kept under ``workdir/models`` with a fingerprint of everything that
-        shaped them, so an interrupted assessment resumes without retraining.
+        shaped them, so an interrupted assessment resumes without retraining. ``build_fn``
+        makes the empty module the stored weights load into (default :meth:`build_model`).
         """
         if name in self._models:
             return self._models[name]
@@ -104,7 +111,7 @@ class Context:
                 if info.get("fingerprint") == fp:
                     from safetensors.torch import load_file
 
-                    module = self.build_model()
+                    module = (build_fn or self.build_model)()
                     module.load_state_dict(load_file(str(path)))
                     self.log(f"  reusing trained model '{name}' from {path}")
                     self._models[name] = (self.wrap(module.eval()), float(info["seconds"]))
@@ -194,6 +201,14 @@ def prepare(config: AssessConfig, log: Callable[[str], None] = print) -> Context
         ctx.loaded = SklearnClassifier(estimator, data.input_shape, bounds=dc.bounds)
         if ctx.loaded.num_classes != data.num_classes:
             raise InputError(f"the estimator knows {ctx.loaded.num_classes} classes, the data has {data.num_classes}")
+    elif m.onnx is not None:
+        from sparring.models import OnnxClassifier
+
+        ctx.loaded = OnnxClassifier(
+            m.onnx, data.input_shape, data.num_classes, bounds=dc.bounds, output=m.onnx_output
+        )
+        ctx.loaded.predict_labels(data.x[:2])  # fails here, with a clear message, if the file does not fit
+        ctx.loaded.reset_queries()
     elif m.weights is not None:
         assert m.factory is not None
         module = load_torch_model(m.factory, m.weights)
@@ -206,19 +221,25 @@ def prepare(config: AssessConfig, log: Callable[[str], None] = print) -> Context
 
 
 def _check_access(ctx: Context) -> None:
-    from sparring.attacks.evasion import EVASION_ATTACKS
-    from sparring.models import describe_access
+    from sparring.assess.config import TRAINING_DEFENCES
+    from sparring.assess.scenarios.evasion import required_access
+    from sparring.models import ARCHITECTURES, describe_access
 
     access = ctx.loaded.access if ctx.loaded is not None else Access.ALL
     for i, ev in enumerate(ctx.config.evasion):
-        missing = EVASION_ATTACKS[ev.attack].requires & ~access
+        missing = required_access(ev) & ~access
         if missing:
             raise ConfigError(
                 f"evasion[{i}]: {ev.attack} needs {describe_access(missing)} access, but the model exposes only "
                 f"{describe_access(access)}"
             )
-        if "adversarial_training" in ev.defenses and not ctx.trainable:
-            raise ConfigError(f"evasion[{i}]: adversarial_training retrains the model; [model] must be trainable here")
+        for d in ev.defenses:
+            if d in TRAINING_DEFENCES and not ctx.trainable:
+                raise ConfigError(f"evasion[{i}]: {d} retrains the model; [model] must be trainable here")
+            if d == "dropout" and ctx.model_name not in ARCHITECTURES:
+                raise ConfigError(f"evasion[{i}]: dropout rebuilds a zoo architecture; set [model] architecture")
+            if d.startswith("median") and len(ctx.data.input_shape) != 3:
+                raise ConfigError(f"evasion[{i}]: {d} smooths images [C, H, W]; the data is not image-shaped")
     for i, bd in enumerate(ctx.config.backdoor):
         if bd.target >= ctx.data.num_classes:
             raise ConfigError(

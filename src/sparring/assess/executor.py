@@ -15,7 +15,11 @@ from sparring.assess.store import ResultStore
 def scenario_fingerprint(ctx: Context, sc: Scenario) -> str:
     """Everything that shapes a scenario's result; a stored result with another fingerprint is stale."""
     cfg = ctx.config
-    extra = cfg.adversarial_training.model_dump() if sc.defence == "adversarial_training" else None
+    extra: dict[str, Any] | None = None
+    if sc.defence == "adversarial_training":
+        extra = cfg.adversarial_training.model_dump()
+    elif sc.defence in ("dropout", "weight_decay", "augmentation"):
+        extra = cfg.generalisation.model_dump()
     return fingerprint(cfg.data.model_dump(), cfg.model.model_dump(), cfg.seed, sc.kind, sc.params(), sc.defence, extra)
 
 

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-COLOURS = {"high": "#f4a09c", "medium": "#fbd38d", "low": "#b7e4c7", "n/a": "#eeeeee", "not assessed yet": "#d9dde2"}
+COLOURS = {"high": "#f4a09c", "medium": "#fbd38d", "low": "#b7e4c7", "warning": "#fbd38d", "error": "#f4a09c",
+           "info": "#d9dde2", "n/a": "#eeeeee", "not assessed yet": "#d9dde2"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -80,26 +81,138 @@ def _matrix(cells: list[dict[str, Any]]) -> str:
     return f'<table class="matrix">{head}{"".join(rows)}</table>'
 
 
-def _evasion(results: list[dict[str, Any]]) -> str:
+def _curve_plot(title: str, xlabel: str, lines: list[tuple[str, list[float], list[float], str]]) -> str:
+    """One accuracy-vs-eps plot; each line is ``(label, eps, accuracy, style)``."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, xs, ys, style in lines:
+        ax.plot(xs, ys, style, marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    return _png(fig)
+
+
+def _worst_case(worst: list[dict[str, Any]]) -> str:
+    if not worst:
+        return ""
+    out = ["<h3>Worst case over every attack</h3>"]
+    for norm in sorted({w["norm"] for w in worst}):
+        ws = [w for w in worst if w["norm"] == norm]
+        lines = []
+        for w in ws:
+            eps, acc = [p["eps"] for p in w["points"]], [p["robust_accuracy"] for p in w["points"]]
+            lines.append((w["model"].replace("_", " "), eps, acc, "-"))
+        out.append(_curve_plot(f"Worst-case robust accuracy ({norm})", f"epsilon ({norm})", lines))
+        rows = [
+            [_esc(w["model"]), f"{p['eps']:g}", _pct(p["robust_accuracy"]), _esc(", ".join(w["attacks"])), w["samples"]]
+            for w in ws
+            for p in w["points"]
+        ]
+        out.append(_table(["model / defence", "eps", "worst-case robust acc.", "attacks", "samples"], rows))
+    out.append(
+        '<p class="muted">Per sample, the worst case over every attack of that norm run against the model: a sample '
+        "counts as robust at eps only if no attack broke it within eps (the AutoAttack rule).</p>"
+    )
+    return "".join(out)
+
+
+def _query_curves(rs: list[dict[str, Any]], label: str) -> str:
+    with_curves = [(r, p) for r in rs for p in r["points"] if "query_curve" in p]
+    if not with_curves:
+        return ""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for r, p in with_curves:
+        qc = p["query_curve"]
+        ax.plot(qc["budgets"], qc["success"], marker=".", label=f"{r['model']} eps {p['eps']:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries per sample")
+    ax.set_ylabel("attack success rate")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"Black-box query curve: {label}")
+    return _png(fig)
+
+
+def _members(rs: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            _esc(r["model"]),
+            f"{p['eps']:g}",
+            _esc(m["name"]),
+            m["newly_broken"],
+            _pct(m["robust_accuracy_after"]),
+            f"{m['seconds']:.1f}",
+            f"{m['queries']:,}",
+        ]
+        for r in rs
+        for p in r["points"]
+        for m in p.get("members", [])
+    ]
+    if not rows:
+        return ""
+    return "<p>Ensemble members, in the order they ran (each only on samples still robust):</p>" + _table(
+        ["model", "eps", "attack", "newly broken", "robust acc. after", "s", "queries"], rows
+    )
+
+
+def _detections(rs: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            _esc(f"{r['defence']} ({', '.join(r['detection']['squeezers'])})"),
+            f"{p['eps']:g}",
+            _pct(r["detection"]["fpr"]),
+            _pct(p["detection_rate"]),
+            _pct(p.get("adaptive_undetected_success")),
+            _pct(r["points"][i]["robust_accuracy"]),
+            _pct(p["naive_robust_accuracy_with_detector"]),
+            _pct(p["robust_accuracy_with_detector"]),
+        ]
+        for r in rs
+        if "detection" in r
+        for i, p in enumerate(r["detection"]["points"])
+    ]
+    if not rows:
+        return ""
+    header = [
+        "detector",
+        "eps",
+        "clean FPR",
+        "naive adv. detected",
+        "aware attack: undetected success",
+        "robust acc. (no detector)",
+        "with detector, naive",
+        "with detector, worst case",
+    ]
+    return (
+        "<p>Detector (threshold set on clean training inputs; false positives measured on the clean test inputs). "
+        "A sample counts as defended when the naive attack's example is flagged or harmless and the "
+        "detector-aware attack fails on it:</p>" + _table(header, rows)
+    )
+
+
+def _evasion(results: list[dict[str, Any]], worst: list[dict[str, Any]]) -> str:
     if not results:
         return ""
-    out = ["<h2>Evasion (test-time integrity)</h2>"]
+    out = ["<h2>Evasion (test-time integrity)</h2>", _worst_case(worst)]
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault(f"{r['attack']}-{r['norm']}", []).append(r)
     for label, rs in groups.items():
-        fig, ax = plt.subplots(figsize=(6, 3.8))
+        out.append(f"<h3>{_esc(label)}</h3>")
+        lines = []
         for r in rs:
             eps = [0.0] + [p["eps"] for p in r["points"]]
-            acc = [r["clean_accuracy"]] + [p["robust_accuracy"] for p in r["points"]]
-            ax.plot(eps, acc, marker="o", label=r["model"].replace("_", " "))
-        ax.set_xlabel(f"epsilon ({rs[0]['norm']})")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.set_title(f"Security evaluation curve: {label}")
-        out.append(_png(fig))
+            name = r["model"].replace("_", " ")
+            lines.append((name, eps, [r["clean_accuracy"]] + [p["robust_accuracy"] for p in r["points"]], "-"))
+            if "naive_robust_accuracy" in r["points"][0]:
+                naive = [r["clean_accuracy"]] + [p["naive_robust_accuracy"] for p in r["points"]]
+                lines.append((f"{name} (naive attack)", eps, naive, "--"))
+        out.append(_curve_plot(f"Security evaluation curve: {label}", f"epsilon ({rs[0]['norm']})", lines))
+        out.append(_query_curves(rs, label))
         rows = []
         for r in rs:
             for p in r["points"]:
@@ -109,19 +222,65 @@ def _evasion(results: list[dict[str, Any]]) -> str:
                         f"{p['eps']:g}",
                         _pct(r["clean_accuracy"]),
                         _pct(p["robust_accuracy"]),
-                        f"{p['seconds']:.1f}",
+                        _pct(p.get("naive_robust_accuracy")) + " / " + _pct(p.get("adaptive_robust_accuracy"))
+                        if "naive_robust_accuracy" in p
+                        else "—",
+                        f"{p['seconds'] + p.get('adaptive_seconds', 0.0):.1f}",
                         f"{p['queries']:,}",
+                        f"{p['median_queries']:,.0f}" if "median_queries" in p else "—",
                         f"{p['median_norm']:.3f}",
                     ]
                 )
-        out.append(_table(["model", "eps", "clean acc.", "robust acc.", "attack s", "queries", "median norm"], rows))
+        out.append(
+            _table(
+                [
+                    "model / defence",
+                    "eps",
+                    "clean acc.",
+                    "robust acc.",
+                    "naive / adaptive",
+                    "attack s",
+                    "queries",
+                    "median queries to success",
+                    "median norm",
+                ],
+                rows,
+            )
+        )
+        out.append(_members(rs))
+        out.append(_detections(rs))
+        transfer = [(r, p) for r in rs for p in r["points"] if "surrogate_success_rate" in p]
+        if transfer:
+            out.append(
+                '<p class="muted">Transfer: success on the surrogate '
+                + ", ".join(f"{_pct(p['surrogate_success_rate'])} at eps {p['eps']:g}" for _, p in transfer)
+                + "; robust accuracy above is measured on the target.</p>"
+            )
+        adaptive = {r["model"]: r["adaptive"] for r in rs if "adaptive" in r}
         params = rs[0]["params"]
+        note = "".join(f" {_esc(m)}: adaptive evaluation {_esc(a)}." for m, a in adaptive.items())
         out.append(
             f'<p class="muted">{_esc(label)} on {rs[0]["samples"]} test samples; settings: '
             f"{_esc({k: v for k, v in params.items() if k not in ('eps',)})}. Robust accuracy is the worst case "
-            "per sample (a sample broken at a smaller eps counts as broken at larger ones).</p>"
+            "per sample (a sample broken at a smaller eps counts as broken at larger ones; for an input "
+            f"transformation, broken by the naive or the adaptive attack).{note}</p>"
         )
     return "".join(out)
+
+
+def _flags(flags: list[dict[str, Any]]) -> str:
+    if not flags:
+        return (
+            "<h2>Reliability of the evasion evaluation</h2><p>No sanity check raised a flag (gradients finite and "
+            "non-zero, deterministic model, eps 0 keeps clean accuracy, accuracy falls to 0 at a large eps, no "
+            "black-box attack beats the white-box ones).</p>"
+        )
+    rows = [[_tag(f["severity"]), _esc(f["model"]), _esc(f["code"]), _esc(f["message"])] for f in flags]
+    return (
+        "<h2>Reliability of the evasion evaluation</h2><p>These checks (Carlini et al. 2019; Athalye et al., "
+        "ICML 2018) flag signs that a robustness figure may be too high, e.g. from gradient masking:</p>"
+        + _table(["severity", "model / defence", "check", "finding"], rows)
+    )
 
 
 def _image_grid(images: list[Any], labels: list[int], title: str) -> str:
@@ -334,7 +493,8 @@ Rules: evasion, share of clean accuracy lost at the reference eps (high ≥ 50 %
 TPR at 1 % FPR (high ≥ 10 %, medium ≥ 2 %; chance is 1 %).</p>
 <h2>Recommended measures</h2><ul>{recs}</ul>
 {gate}
-{_evasion(by["evasion"])}{_backdoor(by["backdoor"])}{_poisoning(by["poisoning"])}{_membership(by["membership"])}
+{_evasion(by["evasion"], report.get("worst_case", []))}{_flags(report["flags"]) if by["evasion"] else ""}
+{_backdoor(by["backdoor"])}{_poisoning(by["poisoning"])}{_membership(by["membership"])}
 {_costs(report["defence_costs"])}
 <h2>Figures</h2>
 {_table(["figure", "value"], [[_esc(k), f"{v:.4f}"] for k, v in report["figures"].items()])}

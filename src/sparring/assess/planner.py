@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sparring.assess.config import AssessConfig
 
 #: Families in the order they run and appear in the report.
-KINDS = ("evasion", "backdoor", "poisoning", "membership")
+KINDS = ("evasion", "transfer_learning", "backdoor", "poisoning", "membership")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Scenario:
 
 
 def _label(kind: str, spec: Any) -> str:
-    return f"{spec.attack}-{spec.norm}" if kind == "evasion" else str(spec.attack)
+    return f"{spec.attack}-{spec.norm}" if kind in ("evasion", "transfer_learning") else str(spec.attack)
 
 
 def plan(config: AssessConfig) -> list[Scenario]:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 #: Rows and columns of the threat matrix (DESIGN.md).
@@ -16,8 +16,8 @@ COLUMNS = ("integrity", "availability", "privacy")
 CELLS: dict[tuple[str, str], dict[str, Any]] = {
     ("test-time inputs", "integrity"): {
         "family": "evasion",
-        "covers": "evasion (FGSM, PGD)",
-        "later": "APGD, Square, HopSkipJump, transfer attacks",
+        "covers": "evasion (FGSM, PGD, APGD, CW, Square, HopSkipJump, transfer, worst-case ensemble)",
+        "later": "",
     },
     ("test-time inputs", "availability"): {"family": None, "covers": "sponge examples (energy, latency)", "later": ""},
     ("test-time inputs", "privacy"): {
@@ -73,9 +73,13 @@ def rate(result: dict[str, Any]) -> Rating:
     if kind == "evasion":
         eps = float(result["reference_eps"])
         robust = _at(result["points"], "robust_accuracy", "eps", eps)
+        what = "robust accuracy"
+        if "detection" in result:  # a detector defends a sample by flagging its adversarial example
+            robust = _at(result["detection"]["points"], "robust_accuracy_with_detector", "eps", eps)
+            what = "robust accuracy with the detector"
         clean = float(result["clean_accuracy"])
         loss = max(0.0, 1.0 - robust / clean) if clean > 0 else 1.0
-        return Rating(_level(loss, 0.2, 0.5), loss, f"robust accuracy {robust:.1%} at eps {eps:g} (clean {clean:.1%})")
+        return Rating(_level(loss, 0.2, 0.5), loss, f"{what} {robust:.1%} at eps {eps:g} (clean {clean:.1%})")
     if kind == "backdoor":
         asr = float(result["asr"])
         return Rating(_level(asr, 0.1, 0.5), asr, f"ASR {asr:.1%}, clean accuracy {result['clean_accuracy']:.1%}")
@@ -106,6 +110,11 @@ def figures(results: dict[str, dict[str, Any]], model: dict[str, Any]) -> dict[s
             out[f"{key}.clean_accuracy"] = r["clean_accuracy"]
             for p in r["points"]:
                 out[f"{key}.robust_accuracy@{p['eps']:g}"] = p["robust_accuracy"]
+                for extra in ("naive_robust_accuracy", "adaptive_robust_accuracy"):
+                    if extra in p:
+                        out[f"{key}.{extra}@{p['eps']:g}"] = p[extra]
+            for p in r.get("detection", {}).get("points", []):
+                out[f"{key}.detection_rate@{p['eps']:g}"] = p["detection_rate"]
         elif kind == "backdoor":
             for name in ("asr", "clean_accuracy", "triggered_accuracy", "detector_recall", "detector_fpr"):
                 if name in r:
@@ -164,8 +173,14 @@ def defence_costs(results: dict[str, dict[str, Any]], model: dict[str, Any]) -> 
         if r["kind"] == "evasion":
             row["clean_accuracy_before"] = base["clean_accuracy"]
             row["clean_accuracy_after"] = r["clean_accuracy"]
-            row["seconds"] = r["train_seconds"]
-            row["seconds_note"] = f"training time (standard training: {base['train_seconds']:.1f} s)"
+            if r.get("defence_type") == "training":
+                row["seconds"] = r["train_seconds"]
+                row["seconds_note"] = f"training time (standard training: {base['train_seconds']:.1f} s)"
+            else:
+                row["seconds"] = 0.0
+                row["seconds_note"] = "inference-time wrapper; no training cost"
+            if "detection" in r:
+                row["seconds_note"] += f"; flags {r['detection']['fpr']:.1%} of clean inputs"
         elif r["kind"] == "backdoor":
             row["clean_accuracy_before"] = r["before"]["clean_accuracy"]
             row["clean_accuracy_after"] = r["clean_accuracy"]
@@ -211,4 +226,65 @@ def recommendations(cells: list[dict[str, Any]], costs: list[dict[str, Any]]) ->
     pending = [c["covers"] for c in by_family.values() if c["status"] == "not assessed yet"]
     if pending:
         out.append("Not assessed yet: " + "; ".join(pending) + ". Treat these as open risks.")
+    return out
+
+
+def worst_case(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model and norm, robust accuracy as the worst case per sample over every attack run on it.
+
+    AutoAttack's rule (Croce & Hein, ICML 2020): a sample counts as robust at eps only if
+    no attack of that norm found an adversarial example within eps. Only samples every
+    attack of the group was run on are counted.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results.values():
+        if r["kind"] == "evasion" and "broken_at" in r:
+            groups.setdefault((r["model"], r["norm"]), []).append(r)
+    out = []
+    for (model, norm), rs in groups.items():
+        common = set(rs[0]["sample_index"])
+        for r in rs[1:]:
+            common &= set(r["sample_index"])
+        if not common:
+            continue
+        grid = sorted({float(p["eps"]) for r in rs for p in r["points"]})
+        first: dict[int, float] = {}  # sample -> smallest eps at which any attack broke it
+        for r in rs:
+            for sample, at in zip(r["sample_index"], r["broken_at"], strict=True):
+                if sample in common and at >= 0:
+                    eps = float(r["points"][at]["eps"])
+                    first[sample] = min(eps, first.get(sample, eps))
+        n = len(common)
+        points = [{"eps": e, "robust_accuracy": 1.0 - sum(v <= e for v in first.values()) / n} for e in grid]
+        attacks = sorted({r["attack"] for r in rs})
+        out.append({"model": model, "norm": norm, "samples": n, "attacks": attacks, "points": points})
+    return out
+
+
+def evaluation_flags(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every sanity-check flag: those the scenarios raised, and those read off the curves.
+
+    Curve checks (Carlini et al., "On Evaluating Adversarial Robustness", 2019): eps 0 must
+    give clean accuracy, robust accuracy must not rise with eps, and a black-box attack
+    beating every white-box one at the same eps points to gradient masking.
+    """
+    from sparring.attacks.evasion.sanity import curve_flags
+
+    out: list[dict[str, Any]] = []
+    by_model: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for key, r in results.items():
+        if r["kind"] != "evasion":
+            continue
+        for f in r.get("flags", []):
+            out.append({"scenario": key, "model": r["model"], **f})
+        by_model.setdefault((r["model"], r["norm"]), []).append((key, r))
+    for (model, _norm), items in by_model.items():
+        curves = {
+            key: [(float(p["eps"]), float(p.get("attack_robust_accuracy", p["robust_accuracy"]))) for p in r["points"]]
+            for key, r in items
+        }
+        black_box = {key for key, r in items if r.get("black_box")}
+        clean = float(items[0][1]["clean_accuracy"])
+        for f in curve_flags(clean, curves, black_box):
+            out.append({"scenario": ", ".join(k for k, _ in items), "model": model, **asdict(f)})
     return out

@@ -16,7 +16,14 @@ from sparring.assess.executor import execute
 from sparring.assess.gates import parse_gate
 from sparring.assess.html import render
 from sparring.assess.planner import plan
-from sparring.assess.report import defence_costs, figures, matrix, recommendations
+from sparring.assess.report import (
+    defence_costs,
+    evaluation_flags,
+    figures,
+    matrix,
+    recommendations,
+    worst_case,
+)
 from sparring.assess.store import ResultStore
 from sparring.errors import ConfigError
 from sparring.metrics import accuracy
@@ -92,8 +99,15 @@ def build_report(
 ) -> dict[str, Any]:
     """Assemble the report dict that report.json holds and the HTML renders."""
     configured = {k for k in ("evasion", "backdoor", "poisoning", "membership") if getattr(cfg, k)}
+    if cfg.transfer_learning:
+        configured.add("evasion")  # its results have the evasion shape and sit in the same cell
     cells = matrix(results, configured)
     costs = defence_costs(results, model)
+    worst = worst_case(results)
+    figs = figures(results, model)
+    for w in worst:
+        for p in w["points"]:
+            figs[f"evasion.worst_case.{w['model']}-{w['norm']}.robust_accuracy@{p['eps']:g}"] = p["robust_accuracy"]
     return {
         "title": cfg.title,
         "sparring_version": __version__,
@@ -104,6 +118,8 @@ def build_report(
         "matrix": cells,
         "recommendations": recommendations(cells, costs),
         "defence_costs": costs,
-        "figures": figures(results, model),
+        "figures": figs,
+        "worst_case": worst,
+        "flags": evaluation_flags(results),
         "scenarios": results,
     }

@@ -7,10 +7,11 @@ from typing import Any
 
 from sparring.assess.context import Context
 from sparring.assess.planner import Scenario
-from sparring.assess.scenarios import backdoor, evasion, membership, poisoning
+from sparring.assess.scenarios import backdoor, evasion, membership, poisoning, transfer_learning
 
 RUNNERS: dict[str, Callable[[Context, Scenario], dict[str, Any]]] = {
     "evasion": evasion.run,
+    "transfer_learning": transfer_learning.run,
     "backdoor": backdoor.run,
     "poisoning": poisoning.run,
     "membership": membership.run,
