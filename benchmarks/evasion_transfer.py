@@ -48,13 +48,15 @@ def main() -> None:
     parser.add_argument("--mimic-steps", type=int, default=30)
     parser.add_argument("--margin", type=float, default=1.0)
     parser.add_argument("--weight", type=float, default=10.0)
+    parser.add_argument("--grad-weight", type=float, default=1.0, help="weight of the gradient-alignment penalty")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the teacher/student split and training")
     parser.add_argument("--defence-epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = run_id()
     train, test = split("mnist5k")
-    setup = transfer_learning_setup(train, test, seed=0)
+    setup = transfer_learning_setup(train, test, seed=args.seed)
     shape = train.input_shape
     x, y = test.x[: args.n], test.y[: args.n]
 
@@ -81,9 +83,13 @@ def main() -> None:
 
     # Student variants: frozen (as deployed), fine-tune control, defended.
     variants: dict[str, tuple[TorchClassifier, float]] = {"frozen": (setup.student, 0.0)}
-    for name, margin, weight in [("finetune_only", 0.0, 0.0), ("dissimilarity", args.margin, args.weight)]:
+    for name, margin, weight, measure in [
+        ("finetune_only", 0.0, 0.0, "representation"),
+        ("dissimilarity", args.margin, args.weight, "representation"),
+        ("gradient_dissimilarity", 0.0, args.grad_weight, "gradient"),
+    ]:
         model = copy.deepcopy(setup.student.model)
-        defence = TeacherDissimilarity(setup.teacher.model, setup.layer, margin=margin, weight=weight)
+        defence = TeacherDissimilarity(setup.teacher.model, setup.layer, margin=margin, weight=weight, measure=measure)
         res = defence.fit(model, setup.student_data, TrainConfig(epochs=args.defence_epochs, seed=1, progress=False))
         variants[name] = (TorchClassifier(res.model, shape, 10), res.seconds)
         emit(

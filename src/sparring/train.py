@@ -71,6 +71,10 @@ def augment_batch(x: Tensor, spec: str, generator: torch.Generator, bounds: tupl
     return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
+#: ``penalty(model, x, y, logits) -> scalar``: a term added to a batch's training loss.
+Penalty = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of :func:`fit`."""
@@ -114,10 +118,13 @@ def fit(
     config: TrainConfig | None = None,
     transform: BatchTransform | None = None,
     desc: str = "train",
+    penalty: Penalty | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` with cross-entropy; returns it in eval mode.
+    """Train ``model`` on ``data`` with cross-entropy (plus ``penalty``); returns it in eval mode.
 
     Batches are shuffled by a generator seeded from ``config.seed``, so a run repeats.
+    ``penalty(model, x, y, logits)``, called in training mode right after the forward pass,
+    returns a scalar added to each batch's loss (the recorded losses include it).
     ``config.augment`` augments each batch (with its own generator seeded from
     ``config.seed``, so shuffling is the same with or without it) before ``transform`` sees
     it; noise is clipped to the range of ``data.x``.
@@ -152,7 +159,10 @@ def fit(
                 xb = transform(model, xb, yb).detach()
             model.train()
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            if penalty is not None:
+                loss = loss + penalty(model, xb, yb, logits)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)

@@ -258,8 +258,10 @@ class TransferLearningConfig(_Strict):
     from it (copied layers frozen) on the other; ``attack`` is ``"pgd"`` (untargeted PGD on
     the teacher) or ``"mimicry"`` (Wang et al., USENIX Security 2018: match the teacher's
     internal representation of an image of another class). Defences: ``"dissimilarity"``
-    fine-tunes every student layer away from the teacher's representation; ``"fine_tune"``
-    fine-tunes every layer without that penalty (the control that shows what the penalty adds).
+    fine-tunes every student layer away from the teacher's representation (Wang et al.);
+    ``"gradient_dissimilarity"`` away from the teacher's input-gradient directions (Demontis
+    et al., USENIX Security 2019); ``"fine_tune"`` fine-tunes every layer without a penalty
+    (the control that shows what a penalty adds).
     """
 
     attack: Literal["pgd", "mimicry"] = "pgd"
@@ -279,7 +281,7 @@ class TransferLearningConfig(_Strict):
     @field_validator("defenses")
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
-        return _check_names(v, ["fine_tune", "dissimilarity"], "transfer-learning defence")
+        return _check_names(v, ["fine_tune", "dissimilarity", "gradient_dissimilarity"], "transfer-learning defence")
 
     @property
     def ref_eps(self) -> float:

@@ -60,8 +60,11 @@ def run(ctx: Context, sc: Scenario) -> dict[str, Any]:
     student, seconds, model = s.student, s.seconds, "student"
     if sc.defence is not None:
         module, cfg = copy.deepcopy(s.student.model), TrainConfig(epochs=tl.student_epochs, seed=seed)
-        if sc.defence == "dissimilarity":
-            trained = TeacherDissimilarity(s.teacher.model, s.layer).fit(module, s.student_data, cfg)
+        if sc.defence in ("dissimilarity", "gradient_dissimilarity"):
+            measure = "gradient" if sc.defence == "gradient_dissimilarity" else "representation"
+            weight = 1.0 if measure == "gradient" else 10.0
+            defence = TeacherDissimilarity(s.teacher.model, s.layer, weight=weight, measure=measure)
+            trained = defence.fit(module, s.student_data, cfg)
         else:  # fine_tune: the same unfrozen fine-tuning without the penalty
             for p in module.parameters():
                 p.requires_grad_(True)

@@ -14,10 +14,9 @@ default meaningful across layers; the paper's per-neuron weights are left out.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from sparring.data import Dataset
 from sparring.errors import ConfigError, InputError, check_nonnegative
@@ -28,80 +27,21 @@ from sparring.train import TrainConfig, TrainResult, fit
 DEFAULT_EPOCHS = 4
 
 
-class _AddPenalty(torch.autograd.Function):
-    """Identity on ``logits`` whose backward also feeds a unit gradient into ``penalty``.
-
-    The training loop minimises cross-entropy of the returned logits; routing the penalty
-    through here adds its gradient to the same backward pass, so :func:`sparring.train.fit`
-    optimises ``CE + penalty`` without a loss hook.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, penalty: Tensor) -> Tensor:
-        return logits.view_as(logits)
-
-    @staticmethod
-    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor, Tensor]:
-        (grad,) = grads
-        return grad, torch.ones((), dtype=grad.dtype)
-
-
-class _Objective(nn.Module):
-    """The student in training mode with the dissimilarity penalty attached to its logits."""
-
-    def __init__(self, student: nn.Module, defence: TeacherDissimilarity, n: int, epochs: int) -> None:
-        super().__init__()
-        self.student = student
-        self._teacher_features = layer_features(defence.teacher, defence.layer)
-        self.defence = defence
-        self.n, self.epochs, self.seen = n, max(1, epochs), 0
-        modules = dict(student.named_modules())
-        if defence.layer not in modules:
-            raise InputError(
-                f"student has no layer named {defence.layer!r}; layers: {', '.join(n for n in modules if n)}"
-            )
-        self._layer = modules[defence.layer]
-        self.penalties: list[float] = [0.0] * self.epochs
-        self.distances: list[float] = [0.0] * self.epochs
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training:
-            return self.student(x)
-        captured: list[Tensor] = []
-        handle = self._layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        try:
-            logits = self.student(x)
-        finally:
-            handle.remove()
-        with torch.no_grad():
-            t = self._teacher_features(x)
-        s = captured[0].flatten(1)
-        if s.shape != t.shape:
-            raise InputError(
-                f"student and teacher representations at {self.defence.layer!r} differ: {s.shape} vs {t.shape}"
-            )
-        dist = (s - t).norm(dim=1) / t.norm(dim=1).clamp_min(1e-6)
-        epoch = min(self.seen // self.n, self.epochs - 1)
-        self.seen += len(x)
-        d = self.defence
-        threshold = d.margin * (epoch + 1) / self.epochs if d.ramp else d.margin
-        penalty = d.weight * torch.relu(threshold - dist).pow(2).mean()
-        self.penalties[epoch] += float(penalty.detach()) * len(x) / self.n
-        self.distances[epoch] += float(dist.detach().sum()) / self.n
-        out: Tensor = _AddPenalty.apply(logits, penalty)
-        return out
-
-
 class TeacherDissimilarity:
-    """Fine-tune a student away from its teacher's representation (Wang et al., USENIX Security 2018).
+    """Fine-tune a student away from its public teacher so that attacks crafted on the teacher carry over less.
 
-    Parameters: ``teacher`` (the public ``nn.Module`` the student was copied from; never
-    changed), ``layer`` (name of the layer the student froze last, the same in both),
-    ``margin`` (the relative distance ``||S_K(x) - T_K(x)|| / ||T_K(x)||`` to reach),
-    ``weight`` (penalty coefficient), ``ramp`` (raise the threshold linearly over the epochs,
-    as the paper does) and ``unfreeze`` (train every student parameter; the paper does).
+    ``measure="representation"`` is the defence of Wang et al. (USENIX Security 2018): a
+    penalty ``weight * relu(D - ||S_K(x) - T_K(x)|| / ||T_K(x)||)^2`` on the representation
+    at ``layer`` (the layer the student froze last), with the threshold ``D`` rising to
+    ``margin`` over the epochs when ``ramp`` is set. ``measure="gradient"`` penalises the
+    alignment of the two models' input gradients of the loss instead,
+    ``weight * relu(cos(grad_x L_S, grad_x L_T))``: Demontis et al. (USENIX Security 2019)
+    trace transferability to that alignment, and a representation can move far (even a
+    rescaling does) without its adversarial directions changing. ``unfreeze`` trains every
+    student parameter (the paper does). The teacher (an ``nn.Module``) is only read.
 
-    After :meth:`fit`, ``last_distances`` holds the mean relative distance per epoch.
+    After :meth:`fit`, ``last_distances`` holds per epoch the mean relative representation
+    distance (``representation``) or the mean gradient cosine (``gradient``).
     """
 
     def __init__(
@@ -112,43 +52,91 @@ class TeacherDissimilarity:
         weight: float = 10.0,
         ramp: bool = True,
         unfreeze: bool = True,
+        measure: str = "representation",
     ) -> None:
         if not isinstance(teacher, nn.Module):
             raise ConfigError(f"teacher must be a torch nn.Module, got {type(teacher).__name__}")
         if not isinstance(layer, str) or not layer:
             raise ConfigError(f"layer must be a non-empty layer name, got {layer!r}")
+        if measure not in ("representation", "gradient"):
+            raise ConfigError(f"measure must be 'representation' or 'gradient', got {measure!r}")
         self.teacher = teacher
         self.layer = layer
         self.margin = check_nonnegative("margin", margin)
         self.weight = check_nonnegative("weight", weight)
         self.ramp = bool(ramp)
         self.unfreeze = bool(unfreeze)
+        self.measure = measure
         self.last_distances: list[float] = []
 
     def fit(self, model: nn.Module, train: Dataset, config: TrainConfig | None = None) -> TrainResult:
-        """Fine-tune the student ``model`` on ``train`` with cross-entropy plus the dissimilarity penalty.
+        """Fine-tune the student ``model`` on ``train`` with cross-entropy plus the penalty.
 
         Uses :func:`sparring.train.fit`; ``config`` defaults to ``TrainConfig(epochs=4)``.
-        Returns the :class:`~sparring.train.TrainResult` of the student (eval mode), whose
-        ``losses`` are the per-epoch means of cross-entropy plus penalty.
+        Returns the student (eval mode) with per-epoch mean losses (cross-entropy plus penalty).
         """
         cfg = config or TrainConfig(epochs=DEFAULT_EPOCHS)
         if model is self.teacher:
             raise InputError("the student must be a copy of the teacher, not the teacher itself")
         if len(train) == 0:
             raise InputError("cannot train on an empty dataset")
+        modules = dict(model.named_modules())
+        if self.layer not in modules:
+            raise InputError(f"student has no layer named {self.layer!r}; layers: {', '.join(n for n in modules if n)}")
         self.teacher.eval()  # the public model is only read, in inference mode
         if self.unfreeze:
             for p in model.parameters():
                 p.requires_grad_(True)
-        objective = _Objective(model, self, len(train), cfg.epochs)
-        result = fit(objective, train, cfg, desc="teacher dissimilarity")
-        self.last_distances = objective.distances[: cfg.epochs]
-        losses = [ce + pen for ce, pen in zip(result.losses, objective.penalties, strict=False)]
-        return TrainResult(model.eval(), result.seconds, losses)
+        epochs, n = max(1, cfg.epochs), len(train)
+        sums = [0.0] * epochs
+        seen = 0
+        captured: list[Tensor] = []
+        teacher_features = layer_features(self.teacher, self.layer)
+
+        def penalty(student: nn.Module, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
+            nonlocal seen
+            epoch = min(seen // n, epochs - 1)
+            seen += len(x)
+            if self.measure == "gradient":
+                value = gradient_cosine(student, self.teacher, x, y)
+                sums[epoch] += float(value.detach().sum()) / n
+                return self.weight * value.clamp_min(0).mean()
+            s = captured.pop().flatten(1)
+            with torch.no_grad():
+                t = teacher_features(x)
+            if s.shape != t.shape:
+                raise InputError(f"student and teacher representations at {self.layer!r} differ: {s.shape}, {t.shape}")
+            dist = (s - t).norm(dim=1) / t.norm(dim=1).clamp_min(1e-6)
+            sums[epoch] += float(dist.detach().sum()) / n
+            threshold = self.margin * (epoch + 1) / epochs if self.ramp else self.margin
+            return self.weight * torch.relu(threshold - dist).pow(2).mean()
+
+        hook = None
+        if self.measure == "representation":  # keep the layer's output of each training forward pass
+            hook = modules[self.layer].register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            result = fit(model, train, cfg, desc="teacher dissimilarity", penalty=penalty)
+        finally:
+            if hook is not None:
+                hook.remove()
+        self.last_distances = sums
+        return result
 
     def __repr__(self) -> str:
         return (
             f"TeacherDissimilarity(teacher={type(self.teacher).__name__}, layer={self.layer!r}, margin={self.margin}, "
-            f"weight={self.weight}, ramp={self.ramp}, unfreeze={self.unfreeze})"
+            f"weight={self.weight}, ramp={self.ramp}, unfreeze={self.unfreeze}, measure={self.measure!r})"
         )
+
+
+def gradient_cosine(student: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Per-sample cosine of the students's and the teacher's input gradients of cross-entropy.
+
+    Differentiable in the student's parameters (double backpropagation); the teacher's
+    gradient is a constant.
+    """
+    xt = x.detach().clone().requires_grad_(True)
+    (g_t,) = torch.autograd.grad(F.cross_entropy(teacher(xt), y, reduction="sum"), xt)
+    xs = x.detach().clone().requires_grad_(True)
+    (g_s,) = torch.autograd.grad(F.cross_entropy(student(xs), y, reduction="sum"), xs, create_graph=True)
+    return F.cosine_similarity(g_s.flatten(1), g_t.flatten(1), dim=1, eps=1e-12)
