@@ -31,7 +31,11 @@ test: $(VENV)/.installed-dev
 	SPARRING_PROGRESS=0 $(VENV)/bin/pytest
 
 bench: $(VENV)/.installed-bench
-	$(PY) benchmarks/evasion_pgd.py
+	$(PY) benchmarks/evasion_pgd.py --threads 1
+	$(PY) benchmarks/evasion_square.py --threads 1 --n 200
+	$(PY) benchmarks/evasion_hsj.py --threads 1 --n 50
+	$(PY) benchmarks/evasion_autoattack.py --threads 1 --n 30
+	$(PY) benchmarks/evasion_transfer.py --threads 1
 
 clean:
 	rm -rf $(VENV) sparring-report .pytest_cache .mypy_cache .ruff_cache

@@ -44,17 +44,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_args: argparse.Namespace) -> int:
+    from sparring.assess.config import COMPOSITE_ATTACKS, DETECTORS, TRAINING_DEFENCES, TRANSFER_LEARNING_DEFENCES
     from sparring.attacks.evasion import EVASION_ATTACKS
     from sparring.attacks.privacy import MEMBERSHIP_ATTACKS
     from sparring.data import BUILTINS
-    from sparring.defenses.inference import HARDENING_NAMES
+    from sparring.defenses.inference import HARDENING_NAMES, TRANSFORM_NAMES
     from sparring.models import ARCHITECTURES
 
     rows = {
         "datasets": list(BUILTINS),
         "architectures": list(ARCHITECTURES),
-        "evasion attacks": list(EVASION_ATTACKS),
-        "evasion defences": ["adversarial_training"],
+        "evasion attacks": [*EVASION_ATTACKS, *COMPOSITE_ATTACKS],
+        "evasion defences": [*TRAINING_DEFENCES, *(f"{n}:arg" for n in TRANSFORM_NAMES), *DETECTORS],
+        "transfer learning": ["pgd", "mimicry"],
+        "  its defences": list(TRANSFER_LEARNING_DEFENCES),
         "backdoor attacks": ["badnets"],
         "backdoor defences": ["activation_clustering"],
         "poisoning attacks": ["label_flip"],

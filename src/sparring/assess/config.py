@@ -126,6 +126,8 @@ TRAINING_DEFENCES = ("adversarial_training", "dropout", "weight_decay", "augment
 DETECTORS = ("feature_squeezing",)
 #: Evasion attacks the config accepts besides the registered single attacks.
 COMPOSITE_ATTACKS = ("autoattack", "transfer")
+#: Defences of the transfer-learning (teacher -> student) scenario.
+TRANSFER_LEARNING_DEFENCES = ("fine_tune", "dissimilarity", "gradient_dissimilarity")
 
 
 class GeneralisationConfig(_Strict):
@@ -281,7 +283,7 @@ class TransferLearningConfig(_Strict):
     @field_validator("defenses")
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
-        return _check_names(v, ["fine_tune", "dissimilarity", "gradient_dissimilarity"], "transfer-learning defence")
+        return _check_names(v, list(TRANSFER_LEARNING_DEFENCES), "transfer-learning defence")
 
     @property
     def ref_eps(self) -> float:

@@ -81,11 +81,11 @@ def _matrix(cells: list[dict[str, Any]]) -> str:
     return f'<table class="matrix">{head}{"".join(rows)}</table>'
 
 
-def _curve_plot(title: str, xlabel: str, lines: list[tuple[str, list[float], list[float], str]]) -> str:
-    """One accuracy-vs-eps plot; each line is ``(label, eps, accuracy, style)``."""
+def _curve_plot(title: str, xlabel: str, lines: list[tuple[str, list[float], list[float], str, int]]) -> str:
+    """One accuracy-vs-eps plot; each line is ``(label, eps, accuracy, style, colour index)``."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for label, xs, ys, style in lines:
-        ax.plot(xs, ys, style, marker="o", label=label)
+    for label, xs, ys, style, colour in lines:
+        ax.plot(xs, ys, style, marker="o", label=label, color=f"C{colour % 10}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
@@ -102,9 +102,9 @@ def _worst_case(worst: list[dict[str, Any]]) -> str:
     for norm in sorted({w["norm"] for w in worst}):
         ws = [w for w in worst if w["norm"] == norm]
         lines = []
-        for w in ws:
+        for i, w in enumerate(ws):
             eps, acc = [p["eps"] for p in w["points"]], [p["robust_accuracy"] for p in w["points"]]
-            lines.append((w["model"].replace("_", " "), eps, acc, "-"))
+            lines.append((w["model"].replace("_", " "), eps, acc, "-", i))
         out.append(_curve_plot(f"Worst-case robust accuracy ({norm})", f"epsilon ({norm})", lines))
         rows = [
             [_esc(w["model"]), f"{p['eps']:g}", _pct(p["robust_accuracy"]), _esc(", ".join(w["attacks"])), w["samples"]]
@@ -204,13 +204,19 @@ def _evasion(results: list[dict[str, Any]], worst: list[dict[str, Any]]) -> str:
     for label, rs in groups.items():
         out.append(f"<h3>{_esc(label)}</h3>")
         lines = []
-        for r in rs:
+        for i, r in enumerate(rs):
             eps = [0.0] + [p["eps"] for p in r["points"]]
             name = r["model"].replace("_", " ")
-            lines.append((name, eps, [r["clean_accuracy"]] + [p["robust_accuracy"] for p in r["points"]], "-"))
+            if "detection" in r:  # a detector's figure counts flagged adversarial examples as defended
+                det = r["detection"]["points"]
+                worst = [r["clean_accuracy"]] + [p["robust_accuracy_with_detector"] for p in det]
+                naive = [r["clean_accuracy"]] + [p["naive_robust_accuracy_with_detector"] for p in det]
+                lines += [(name, eps, worst, "-", i), (f"{name} (naive attack)", eps, naive, "--", i)]
+                continue
+            lines.append((name, eps, [r["clean_accuracy"]] + [p["robust_accuracy"] for p in r["points"]], "-", i))
             if "naive_robust_accuracy" in r["points"][0]:
                 naive = [r["clean_accuracy"]] + [p["naive_robust_accuracy"] for p in r["points"]]
-                lines.append((f"{name} (naive attack)", eps, naive, "--"))
+                lines.append((f"{name} (naive attack)", eps, naive, "--", i))
         out.append(_curve_plot(f"Security evaluation curve: {label}", f"epsilon ({rs[0]['norm']})", lines))
         out.append(_query_curves(rs, label))
         rows = []
@@ -249,11 +255,11 @@ def _evasion(results: list[dict[str, Any]], worst: list[dict[str, Any]]) -> str:
         )
         out.append(_members(rs))
         out.append(_detections(rs))
-        transfer = [(r, p) for r in rs for p in r["points"] if "surrogate_success_rate" in p]
-        if transfer:
+        crafted = [p for p in rs[0]["points"] if "surrogate_success_rate" in p]
+        if crafted:  # crafted once on the surrogate, the same for every target model
             out.append(
-                '<p class="muted">Transfer: success on the surrogate '
-                + ", ".join(f"{_pct(p['surrogate_success_rate'])} at eps {p['eps']:g}" for _, p in transfer)
+                '<p class="muted">Transfer: success on the surrogate (or teacher) itself '
+                + ", ".join(f"{_pct(p['surrogate_success_rate'])} at eps {p['eps']:g}" for p in crafted)
                 + "; robust accuracy above is measured on the target.</p>"
             )
         adaptive = {r["model"]: r["adaptive"] for r in rs if "adaptive" in r}
@@ -261,7 +267,8 @@ def _evasion(results: list[dict[str, Any]], worst: list[dict[str, Any]]) -> str:
         note = "".join(f" {_esc(m)}: adaptive evaluation {_esc(a)}." for m, a in adaptive.items())
         out.append(
             f'<p class="muted">{_esc(label)} on {rs[0]["samples"]} test samples; settings: '
-            f"{_esc({k: v for k, v in params.items() if k not in ('eps',)})}. Robust accuracy is the worst case "
+            f"{_esc({k: v for k, v in params.items() if k != 'eps' and v is not None})}. Robust accuracy is the "
+            "worst case "
             "per sample (a sample broken at a smaller eps counts as broken at larger ones; for an input "
             f"transformation, broken by the naive or the adaptive attack).{note}</p>"
         )

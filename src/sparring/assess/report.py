@@ -139,9 +139,15 @@ def matrix(results: dict[str, dict[str, Any]], configured: set[str]) -> list[dic
         elif family is None or family not in configured:
             cell["status"] = "not assessed yet"
         else:
-            mine = [r for r in results.values() if r["kind"] == family]
+            # The transfer-learning case attacks a teacher and student sparring built, not the model
+            # under assessment, so it is drawn in the evasion section but not rated here.
+            mine = [r for r in results.values() if r["kind"] == family and r.get("case") != "transfer_learning"]
             undefended = [rate(r) for r in mine if r.get("defence") is None]
             defended = [(r["defence"], rate(r)) for r in mine if r.get("defence") is not None]
+            if not undefended:
+                cell["status"] = "not assessed yet"
+                cells.append(cell)
+                continue
             worst = max(undefended, key=lambda x: x.value)
             cell.update(status="measured", level=worst.level, value=worst.value, text=worst.text)
             if defended:
@@ -271,12 +277,18 @@ def evaluation_flags(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
     from sparring.attacks.evasion.sanity import curve_flags
 
     out: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
     by_model: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
     for key, r in results.items():
         if r["kind"] != "evasion":
             continue
-        for f in r.get("flags", []):
-            out.append({"scenario": key, "model": r["model"], **f})
+        for f in r.get("flags", []):  # the same finding on the same model is listed once
+            same = seen.get((r["model"], f["code"], f["message"]))
+            if same is None:
+                seen[(r["model"], f["code"], f["message"])] = {"scenario": key, "model": r["model"], **f}
+                out.append(seen[(r["model"], f["code"], f["message"])])
+            else:
+                same["scenario"] += f", {key}"
         by_model.setdefault((r["model"], r["norm"]), []).append((key, r))
     for (model, _norm), items in by_model.items():
         curves = {

@@ -31,7 +31,7 @@ from sparring.attacks.evasion import (
     success_by_queries,
 )
 from sparring.attacks.evasion.ensemble import WorstCaseEnsemble, autoattack
-from sparring.attacks.evasion.sanity import gradient_flags, large_eps_flags, randomness_flags
+from sparring.attacks.evasion.sanity import run_sanity_checks
 from sparring.data import Dataset
 from sparring.defenses.inference import FeatureSqueezing, parse_transform, transform_defence
 from sparring.defenses.training import AdversarialTraining
@@ -292,10 +292,7 @@ def _detection(
 def sanity(ctx: Context, clf: Classifier, test: Dataset, ev: EvasionConfig) -> list[dict[str, Any]]:
     """Classifier-based checks for an unreliable evaluation (gradient masking, randomness, large eps)."""
     sub = test.take(SANITY_SAMPLES, ctx.config.seed)
-    flags = randomness_flags(clf, sub.x) if Access.SCORES in clf.access else []
-    if Access.GRADIENTS in clf.access:
-        flags += gradient_flags(clf, sub.x, sub.y) + large_eps_flags(clf, sub.x, sub.y, ev.norm)
-    out = [f.to_dict() for f in flags]
+    out = [f.to_dict() for f in run_sanity_checks(clf, sub.x, sub.y, ev.norm, seed=ctx.config.seed)]
     if isinstance(clf, TransformedClassifier):  # the transformation is what masks the gradients: say so
         for f in out:
             if f["severity"] != "info":

@@ -99,6 +99,7 @@ def run(ctx: Context, sc: Scenario) -> dict[str, Any]:
         points.append(point)
     return {
         "kind": "evasion",
+        "case": "transfer_learning",
         "attack": f"teacher-{tl.attack}",
         "norm": tl.norm,
         "model": model,
