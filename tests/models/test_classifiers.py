@@ -96,3 +96,58 @@ def test_torch_classifier_rejects_wrong_output_width() -> None:
     clf = TorchClassifier(model, (4,), 5)
     with pytest.raises(InputError, match=r"expected \[N, 5\]"):
         clf.predict_labels(torch.rand(2, 4))
+
+
+class _ViewNet(torch.nn.Module):
+    """A CNN whose ``view`` needs the default memory layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv2(torch.relu(self.conv1(x)))
+        return self.fc(h.view(len(x), -1))  # view fails on channels-last activations
+
+
+def test_channels_last_layout_is_exact_and_follows_weight_updates() -> None:
+    torch.manual_seed(0)
+    model = build("small_cnn", (1, 8, 8), 10, seed=0)
+    clf = TorchClassifier(model, (1, 8, 8), 10)
+    x = torch.rand(16, 1, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+    assert torch.allclose(clf.logits(x), expected, atol=1e-5)
+    assert clf._channels_last is True
+    xa = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(clf.logits(xa).sum(), xa)
+    xb = x.clone().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(model(xb).sum(), xb)
+    assert torch.allclose(g, g_ref, atol=1e-5)
+    with torch.no_grad():  # an in-place update, as an optimiser step makes it
+        next(model.parameters()).add_(0.5)
+        updated = model(x)
+    assert torch.allclose(clf.logits(x), updated, atol=1e-5)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_layout_sensitive_model_keeps_its_own_layout() -> None:
+    torch.manual_seed(0)
+    model = _ViewNet().eval()
+    clf = TorchClassifier(model, (1, 8, 8), 10)
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(clf.logits(x), model(x), atol=1e-6)
+    assert clf._channels_last is False
+
+
+def test_first_query_for_features_returns_one_row_per_input() -> None:
+    """The layout check on a fresh classifier runs the module too; its activations must not leak into features."""
+    model = build("small_cnn", (1, 8, 8), 10, seed=0)
+    x = torch.rand(5, 1, 8, 8)
+    fresh = TorchClassifier(model, (1, 8, 8), 10).features(x, "penultimate")
+    used = TorchClassifier(model, (1, 8, 8), 10)
+    used.logits(x)
+    assert fresh.shape[0] == 5 and torch.allclose(fresh, used.features(x, "penultimate"), atol=1e-5)

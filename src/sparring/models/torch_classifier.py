@@ -18,7 +18,11 @@ class TorchClassifier(Classifier):
     The module is put in eval mode and is never trained or put back in train mode through
     this adapter. Gradients are taken with respect to the input only: the forward pass runs
     on detached copies of the parameters, so attacks neither compute nor accumulate weight
-    gradients (a large part of their speed).
+    gradients (a large part of their speed). For image models the copies of convolution
+    weights are kept in channels-last memory order, which makes the CPU forward and backward
+    passes of a small CNN 1.5-2x faster; the first forward pass checks that the module gives
+    the same logits that way and otherwise keeps the module's own layout. The copies follow
+    in-place weight updates (e.g. a training loop on the same module).
     """
 
     def __init__(
@@ -35,16 +39,45 @@ class TorchClassifier(Classifier):
         self.model = model.eval()
         self.batch_size = int(batch_size)
         self._frozen: dict[str, Tensor] | None = None
+        self._versions: tuple[int, ...] = ()
+        self._channels_last: bool | None = None if len(self.input_shape) == 3 else False
 
     def _state(self) -> dict[str, Tensor]:
-        # Detached views share storage with the live parameters, so later weight updates
-        # (e.g. by a training loop on the same module) are seen without rebuilding.
-        if self._frozen is None:
-            self._frozen = {k: v.detach() for k, v in self.model.named_parameters()}
+        params = dict(self.model.named_parameters())
+        versions = tuple(p._version for p in params.values())
+        if self._frozen is None or versions != self._versions:
+            last = bool(self._channels_last)
+            self._frozen = {
+                k: v.detach().contiguous(memory_format=torch.channels_last) if last and v.dim() == 4 else v.detach()
+                for k, v in params.items()
+            }
             self._frozen.update(dict(self.model.named_buffers()))
+            self._versions = versions
         return self._frozen
 
+    def _ensure_layout(self, x: Tensor) -> None:
+        """On the first call, use channels-last weights if the module gives the same logits with them."""
+        if self._channels_last is not None:
+            return
+        with torch.no_grad():
+            self._decide_layout(x[:8])
+
+    def _decide_layout(self, x: Tensor) -> None:
+        self._channels_last = False
+        plain = functional_call(self.model, self._state(), (x,))
+        if not any(p.dim() == 4 for p in self.model.parameters()):
+            return
+        self._channels_last, self._frozen = True, None
+        try:
+            fast = functional_call(self.model, self._state(), (x,))
+            same = fast.shape == plain.shape and torch.allclose(fast, plain, rtol=1e-4, atol=1e-5)
+        except RuntimeError:  # e.g. a ``view`` that needs the default layout
+            same = False
+        if not same:
+            self._channels_last, self._frozen = False, None
+
     def _forward(self, x: Tensor) -> Tensor:
+        self._ensure_layout(x)
         out = functional_call(self.model, self._state(), (x,))
         if out.dim() != 2 or out.shape[1] != self.num_classes:
             raise InputError(
@@ -70,6 +103,7 @@ class TorchClassifier(Classifier):
         if layer not in modules:
             names = ", ".join(n for n in modules if n) or "(none)"
             raise InputError(f"model has no layer named {layer!r}; layers: {names}")
+        self._ensure_layout(x)  # before the hook: deciding the layout runs the module too
         captured: list[Tensor] = []
         handle = modules[layer].register_forward_hook(
             lambda _m, _i, out: captured.append(out.detach().flatten(1))
