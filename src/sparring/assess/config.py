@@ -8,12 +8,13 @@ accepts.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, SparringError
 
 
 class _Strict(BaseModel):
@@ -24,6 +25,14 @@ def _one_of(value: str, accepted: list[str], what: str) -> str:
     if value not in accepted:
         raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
     return value
+
+
+def _parses(parse: Callable[[str], object], spec: str) -> None:
+    """Run a spec parser; its SparringError becomes the ValueError pydantic reports with the key."""
+    try:
+        parse(spec)
+    except SparringError as e:
+        raise ValueError(str(e)) from None
 
 
 def _check_names(names: list[str], accepted: list[str], what: str) -> list[str]:
@@ -140,13 +149,9 @@ class GeneralisationConfig(_Strict):
     @field_validator("augment")
     @classmethod
     def _known_augment(cls, v: str) -> str:
-        from sparring.errors import SparringError
         from sparring.train import parse_augment
 
-        try:
-            parse_augment(v)
-        except SparringError as e:
-            raise ValueError(str(e)) from None
+        _parses(parse_augment, v)
         return v
 
 
@@ -165,15 +170,11 @@ class FeatureSqueezingConfig(_Strict):
     @classmethod
     def _known_squeezers(cls, v: list[str] | None) -> list[str] | None:
         from sparring.defenses.inference import parse_transform
-        from sparring.errors import SparringError
 
         if v is not None and not v:
             raise ValueError("give at least one squeezer, e.g. [\"bit_depth:1\", \"median:2\"]")
         for spec in v or []:
-            try:
-                parse_transform(spec)
-            except SparringError as e:
-                raise ValueError(str(e)) from None
+            _parses(parse_transform, spec)
         return v
 
 
@@ -226,15 +227,11 @@ class EvasionConfig(_Strict):
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
         from sparring.defenses.inference import TRANSFORM_NAMES, parse_transform
-        from sparring.errors import SparringError
 
         _check_names(v, [*TRAINING_DEFENCES, *DETECTORS, *TRANSFORM_NAMES], "evasion defence")
         for spec in v:
             if spec.split(":", 1)[0] in TRANSFORM_NAMES:
-                try:
-                    parse_transform(spec)
-                except SparringError as e:
-                    raise ValueError(str(e)) from None
+                _parses(parse_transform, spec)
         return v
 
     @model_validator(mode="after")
@@ -354,14 +351,10 @@ class MembershipConfig(_Strict):
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
         from sparring.defenses.inference import HARDENING_NAMES, parse_hardening
-        from sparring.errors import SparringError
 
         _check_names(v, list(HARDENING_NAMES), "membership defence")
         for spec in v:
-            try:
-                parse_hardening(spec)
-            except SparringError as e:
-                raise ValueError(str(e)) from None
+            _parses(parse_hardening, spec)
         return v
 
 
