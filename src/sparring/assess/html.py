@@ -190,7 +190,12 @@ def _detections(rs: list[dict[str, Any]]) -> str:
     return (
         "<p>Detector (threshold set on clean training inputs; false positives measured on the clean test inputs). "
         "A sample counts as defended when the naive attack's example is flagged or harmless and the "
-        "detector-aware attack fails on it:</p>" + _table(header, rows)
+        "detector-aware attack fails on it:</p>"
+        + _table(header, rows)
+        + '<p class="muted">The detector-aware attack (PGD with BPDA through the squeezers, continued until the '
+        "detector is evaded) is a lower bound on what an adaptive attacker achieves: He et al. (WOOT 2017) "
+        "defeat feature squeezing with stronger joint attacks. The threat matrix therefore never credits a "
+        "detector as the best defence.</p>"
     )
 
 
