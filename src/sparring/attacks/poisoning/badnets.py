@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from sparring.attacks.poisoning.all_to_one import poison_all_to_one
 from sparring.data import Dataset, PoisonedDataset, Trigger
 from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
 
@@ -81,36 +82,8 @@ class BadNets:
 
     def poison(self, train: Dataset) -> PoisonedDataset:
         """Stamp the trigger on a seeded choice of non-target samples and relabel them to ``target``."""
-        if self.target >= train.num_classes:
-            raise InputError(
-                f"target class {self.target} is not one of the {train.num_classes} classes of {train.name!r}"
-            )
         trigger = self.trigger(train.input_shape)
-        n_poison = round(self.poison_fraction * len(train))
-        candidates = torch.nonzero(train.y != self.target).flatten()
-        if n_poison > len(candidates):
-            raise InputError(
-                f"cannot poison {n_poison} samples: only {len(candidates)} samples of {train.name!r} "
-                f"are not of target class {self.target}"
-            )
-        g = torch.Generator().manual_seed(self.seed)
-        chosen = candidates[torch.randperm(len(candidates), generator=g)[:n_poison]]
-        x = train.x.clone()
-        y = train.y.clone()
-        x[chosen] = trigger.apply(x[chosen])
-        y[chosen] = self.target
-        mask = torch.zeros(len(train), dtype=torch.bool)
-        mask[chosen] = True
-        return PoisonedDataset(
-            x,
-            y,
-            list(train.classes),
-            f"{train.name}-badnets",
-            poison_mask=mask,
-            original_y=train.y.clone(),
-            trigger=trigger,
-            target=self.target,
-        )
+        return poison_all_to_one(train, trigger, self.target, self.poison_fraction, self.seed, "badnets")
 
     def __repr__(self) -> str:
         return (

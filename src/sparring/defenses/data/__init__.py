@@ -2,13 +2,18 @@
 
 from sparring.defenses.data.activation_clustering import ActivationClustering, ClassAnalysis
 from sparring.defenses.data.base import DataDetector, Detection
+from sparring.defenses.data.knn import KNNLabelConsistency
 from sparring.defenses.data.retrain import SanitiseResult, sanitise_and_retrain
+from sparring.defenses.data.spectral import SpectralClass, SpectralSignatures
 
 __all__ = [
     "ActivationClustering",
     "ClassAnalysis",
     "DataDetector",
     "Detection",
+    "KNNLabelConsistency",
     "SanitiseResult",
+    "SpectralClass",
+    "SpectralSignatures",
     "sanitise_and_retrain",
 ]

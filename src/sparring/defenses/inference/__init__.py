@@ -9,6 +9,7 @@ from sparring.defenses.inference.output_hardening import (
     harden,
     parse_hardening,
 )
+from sparring.defenses.inference.strip import STRIP
 from sparring.defenses.inference.transforms import (
     TRANSFORM_NAMES,
     BitDepth,
@@ -21,6 +22,7 @@ from sparring.defenses.inference.transforms import (
 
 __all__ = [
     "HARDENING_NAMES",
+    "STRIP",
     "TRANSFORM_NAMES",
     "BitDepth",
     "FeatureSqueezing",
