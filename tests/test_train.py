@@ -129,3 +129,20 @@ def test_dropout_keeps_the_seeded_weights_and_acts_only_in_training() -> None:
         build("mlp", (4,), 2, dropout=1.0)
     with pytest.raises(ConfigError, match="dropout"):
         build("mlp", (4,), 2, dropout=-0.1)
+
+
+def test_penalty_is_added_to_the_training_loss(digits_split: tuple[Dataset, Dataset]) -> None:
+    train, _ = digits_split
+    calls: list[int] = []
+
+    def shrink(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        assert model.training and logits.shape == (len(x), 10)
+        return 10.0 * sum(p.pow(2).sum() for p in model.parameters())  # type: ignore[return-value]
+
+    cfg = TrainConfig(epochs=1, progress=False)
+    plain = fit(build("mlp", train.input_shape, 10, seed=0), train, cfg)
+    shrunk = fit(build("mlp", train.input_shape, 10, seed=0), train, cfg, penalty=shrink)
+    norm = [float(sum(p.pow(2).sum() for p in r.model.parameters())) for r in (plain, shrunk)]
+    assert sum(calls) == len(train) and norm[1] < 0.75 * norm[0]
+    assert shrunk.losses[0] > plain.losses[0]  # the recorded loss includes the penalty
