@@ -143,6 +143,6 @@ def test_penalty_is_added_to_the_training_loss(digits_split: tuple[Dataset, Data
     cfg = TrainConfig(epochs=1, progress=False)
     plain = fit(build("mlp", train.input_shape, 10, seed=0), train, cfg)
     shrunk = fit(build("mlp", train.input_shape, 10, seed=0), train, cfg, penalty=shrink)
-    norm = [float(sum(p.pow(2).sum() for p in r.model.parameters())) for r in (plain, shrunk)]
+    norm = [float(sum(p.detach().pow(2).sum() for p in r.model.parameters())) for r in (plain, shrunk)]
     assert sum(calls) == len(train) and norm[1] < 0.75 * norm[0]
     assert shrunk.losses[0] > plain.losses[0]  # the recorded loss includes the penalty
