@@ -155,3 +155,24 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def accuracy_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Share of ``x`` the model labels ``y``."""
     return float((predict(model, x) == y).float().mean())
+
+
+def standard_case(name: str, n: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The benchmarks' standard case: the cached mnist5k small_cnn (8 epochs, seed 0) and the first ``n`` test images.
+
+    Returns ``(model, x, y, header)``; ``header`` is the run's first JSON line (environment,
+    model, clean accuracy), to which a benchmark adds its own settings before emitting it.
+    """
+    train, test = split("mnist5k", 0.2, seed=0)
+    model, train_seconds, cached = trained_model(train, "small_cnn", epochs=8, seed=0)
+    x, y = test.x[:n], test.y[:n]
+    header = {
+        "benchmark": name,
+        **environment(),
+        "model": "small_cnn mnist5k e8 s0",
+        "weights_from_cache": cached,
+        "train_seconds": round(train_seconds, 2),
+        "n": len(x),
+        "clean_accuracy": accuracy_of(model, x, y),
+    }
+    return model, x, y, header

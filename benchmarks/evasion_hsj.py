@@ -32,13 +32,12 @@ from _common import (
     CountingModule,
     art_estimator,
     emit,
-    environment,
     predict,
     ratio,
     run_id,
     split,
+    standard_case,
     timer,
-    trained_model,
 )
 from sparring.attacks.evasion import HopSkipJump
 from sparring.models import Access, TorchClassifier
@@ -110,24 +109,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = run_id()
-    train, test = split("mnist5k", 0.2, seed=0)
-    model, train_seconds, cached = trained_model(train, "small_cnn", epochs=8, seed=0)
-    x, y = test.x[: args.n], test.y[: args.n]
+    model, x, y, header = standard_case(NAME, args.n)
+    _, test = split("mnist5k", 0.2, seed=0)
     xc, yc = test.x[-args.calib :], test.y[-args.calib :]  # calibration images are not attacked images
     correct = predict(model, x) == y
-    emit(
-        NAME,
-        {
-            "benchmark": NAME,
-            **environment(),
-            "model": "small_cnn mnist5k e8 s0",
-            "weights_from_cache": cached,
-            "train_seconds": round(train_seconds, 2),
-            "n": len(x),
-            "clean_accuracy": float(correct.float().mean()),
-        },
-        run,
-    )
+    emit(NAME, header, run)
     for budget in args.queries:
         rows: dict[str, dict[str, Any]] = {}
         for lib in args.libraries:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from _common import accuracy_of, art_estimator, emit, environment, ratio, run_id, split, timer, trained_model
+from _common import accuracy_of, art_estimator, emit, ratio, run_id, standard_case, timer
 from sparring.attacks.evasion import PGD
 from sparring.models import TorchClassifier
 
@@ -91,26 +91,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     run = run_id()
-    train, test = split("mnist5k", 0.2, seed=0)
-    model, train_seconds, cached = trained_model(train, "small_cnn", epochs=8, seed=0)
+    model, x, y, header = standard_case(NAME, args.n)
     for q in model.parameters():  # as a user hands a trained model to a library
         q.requires_grad_(True)
-    x, y = test.x[: args.n], test.y[: args.n]
-    clean = accuracy_of(model, x, y)
-    emit(
-        NAME,
-        {
-            "benchmark": NAME,
-            **environment(),
-            "model": "small_cnn mnist5k e8 s0",
-            "train_seconds": round(train_seconds, 2),
-            "weights_from_cache": cached,
-            "n": len(x),
-            "clean_accuracy": clean,
-            "batch_size": args.batch_size,
-        },
-        run,
-    )
+    emit(NAME, {**header, "batch_size": args.batch_size}, run)
     # Warm-up: the first forward/backward pays one-off kernel set-up; no library should pay it.
     xw = x[:64].clone().requires_grad_(True)
     nn.functional.cross_entropy(model(xw), y[:64]).backward()

@@ -11,6 +11,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sparring.attacks.evasion import HopSkipJump
 from sparring.data import Dataset, breast_cancer
 from sparring.errors import AccessError, ConfigError
+from sparring.metrics import accuracy
 from sparring.models import Access, OnnxClassifier, QueryBudget, SklearnClassifier, TorchClassifier, export_onnx
 
 N = 30
@@ -20,10 +21,6 @@ N = 30
 def batch(digits_split: tuple[Dataset, Dataset]) -> tuple[torch.Tensor, torch.Tensor]:
     _, test = digits_split
     return test.x[:N], test.y[:N]
-
-
-def accuracy(clf: TorchClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((clf.predict_labels(x) == y).float().mean())
 
 
 def test_norms_shrink_with_more_queries(digits_cnn: TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -12,6 +12,7 @@ from sparring.attacks.evasion import Square, success_by_queries
 from sparring.attacks.evasion.square import p_schedule
 from sparring.data import Dataset, breast_cancer
 from sparring.errors import AccessError, ConfigError
+from sparring.metrics import accuracy
 from sparring.models import Access, OnnxClassifier, SklearnClassifier, TorchClassifier, export_onnx
 
 N = 60
@@ -21,10 +22,6 @@ N = 60
 def batch(digits_split: tuple[Dataset, Dataset]) -> tuple[torch.Tensor, torch.Tensor]:
     _, test = digits_split
     return test.x[:N], test.y[:N]
-
-
-def accuracy(clf: TorchClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((clf.predict_labels(x) == y).float().mean())
 
 
 @pytest.mark.parametrize(("norm", "eps"), [("linf", 0.15), ("l2", 1.2)])

@@ -20,11 +20,8 @@ from sparring.defenses.inference import (
     transform_defence,
 )
 from sparring.errors import ConfigError, InputError
-from sparring.models import Classifier, TorchClassifier, build
-
-
-def _accuracy(clf: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((clf.predict_labels(x) == y).float().mean())
+from sparring.metrics import accuracy
+from sparring.models import TorchClassifier, build
 
 
 def test_bit_depth_snaps_to_levels() -> None:
@@ -82,10 +79,10 @@ def test_transform_keeps_clean_accuracy_and_masks_naive_pgd(
     _, test = digits_split
     x, y = test.x[:200], test.y[:200]
     defended = transform_defence(digits_cnn, spec)
-    assert _accuracy(defended, x, y) > _accuracy(digits_cnn, x, y) - 0.03
+    assert accuracy(defended, x, y) > accuracy(digits_cnn, x, y) - 0.03
     pgd = PGD(eps=0.1, steps=20)
     undefended = pgd.run(digits_cnn, x, y).robust_accuracy
-    naive = _accuracy(defended, pgd.run(defended, x, y).x_adv, y)
+    naive = accuracy(defended, pgd.run(defended, x, y).x_adv, y)
     assert naive > undefended + 0.1
 
 
@@ -95,7 +92,7 @@ def test_median_smoothing_on_digits_costs_accuracy(
     """8x8 digits are too small for a 2x2 median: a known cost, measured so it stays visible (about 30 points)."""
     _, test = digits_split
     x, y = test.x[:200], test.y[:200]
-    drop = _accuracy(digits_cnn, x, y) - _accuracy(transform_defence(digits_cnn, "median:2"), x, y)
+    drop = accuracy(digits_cnn, x, y) - accuracy(transform_defence(digits_cnn, "median:2"), x, y)
     assert 0.1 < drop < 0.5
 
 

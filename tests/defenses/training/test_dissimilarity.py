@@ -12,6 +12,7 @@ from sparring.data import Dataset
 from sparring.defenses.training import TeacherDissimilarity
 from sparring.defenses.training.dissimilarity import gradient_cosine
 from sparring.errors import ConfigError, InputError
+from sparring.metrics import dataset_accuracy
 from sparring.models import Access, TorchClassifier, build
 from sparring.models.student import TransferSetup, layer_features, transfer_learning_setup
 from sparring.train import TrainConfig
@@ -30,10 +31,6 @@ def transfer_success(setup: TransferSetup, student: TorchClassifier) -> float:
     x, y = setup.test.x[:N], setup.test.y[:N]
     view = student.restrict(Access.LABELS)
     return sum(Transfer(setup.teacher, PGD(eps=eps, steps=20)).run(view, x, y).success_rate for eps in (0.1, 0.2))
-
-
-def accuracy(c: TorchClassifier, data: Dataset) -> float:
-    return float((c.predict_labels(data.x) == data.y).float().mean())
 
 
 def w(model: torch.nn.Module, layer: str) -> torch.Tensor:
@@ -56,7 +53,7 @@ def test_dissimilarity_lowers_teacher_to_student_transfer(setup: TransferSetup) 
     assert float(((s - t).norm(dim=1) / t.norm(dim=1)).mean()) > 0.8
     before, after = transfer_success(setup, setup.student), transfer_success(setup, defended)
     assert after < before - 0.05, (before, after)
-    assert accuracy(defended, setup.test) >= accuracy(setup.student, setup.test) - 0.03
+    assert dataset_accuracy(defended, setup.test) >= dataset_accuracy(setup.student, setup.test) - 0.03
     for k, v in setup.teacher.model.state_dict().items():  # the public teacher is only read
         assert torch.equal(v, teacher_state[k])
     assert all(p.grad is None for p in setup.teacher.model.parameters())
@@ -108,4 +105,5 @@ def test_gradient_measure_misaligns_input_gradients(setup: TransferSetup) -> Non
         students[name] = TorchClassifier(model, setup.test.input_shape, 10)
         cosines[name] = float(gradient_cosine(model, setup.teacher.model, x, y).detach().mean())
     assert cosines["gradient"] < cosines["control"] - 0.2, cosines
-    assert accuracy(students["gradient"], setup.test) >= accuracy(students["control"], setup.test) - 0.05
+    gradient, control = (dataset_accuracy(students[k], setup.test) for k in ("gradient", "control"))
+    assert gradient >= control - 0.05

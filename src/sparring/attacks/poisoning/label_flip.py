@@ -35,18 +35,7 @@ class RandomLabelFlip:
         chosen = torch.randperm(n, generator=g)[:n_flip]
         # Adding an offset in 1..k-1 (mod k) gives every other class the same probability.
         offset = torch.randint(1, k, (n_flip,), generator=g)
-        y = train.y.clone()
-        y[chosen] = (y[chosen] + offset) % k
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[chosen] = True
-        return PoisonedDataset(
-            train.x.clone(),
-            y,
-            list(train.classes),
-            f"{train.name}-labelflip",
-            poison_mask=mask,
-            original_y=train.y.clone(),
-        )
+        return _flipped(train, chosen, (train.y[chosen] + offset) % k, "labelflip")
 
     def __repr__(self) -> str:
         return f"RandomLabelFlip(fraction={self.fraction}, seed={self.seed})"
