@@ -216,7 +216,7 @@ def sweep(
         how = " (BPDA" + (f"+EOT x{eot_samples}" if eot_samples > 1 else "") + ")" if adaptive else ""
         ctx.log(f"    {ev.attack}{how} {ev.norm} eps={eps:g} on {len(test)} samples")
         result = attack.run(clf, test.x, test.y)
-        if randomized:
+        if randomized and not adaptive:  # BPDA already judges its success on a fresh draw
             # An attack that stops at the first lucky draw would overclaim; a fresh draw
             # estimates the expected robust accuracy without that bias.
             result.success = clf.predict_labels(result.x_adv) != test.y
@@ -289,10 +289,13 @@ def _detection(
     }
 
 
-def sanity(ctx: Context, clf: Classifier, test: Dataset, ev: EvasionConfig) -> list[dict[str, Any]]:
+def sanity(ctx: Context, clf: Classifier, model: str, test: Dataset, ev: EvasionConfig) -> list[dict[str, Any]]:
     """Classifier-based checks for an unreliable evaluation (gradient masking, randomness, large eps)."""
-    sub = test.take(SANITY_SAMPLES, ctx.config.seed)
-    out = [f.to_dict() for f in run_sanity_checks(clf, sub.x, sub.y, ev.norm, seed=ctx.config.seed)]
+    key = f"sanity:{model}:{ev.norm}:{len(test)}"  # the same model and samples give the same findings
+    if key not in ctx.memo:
+        sub = test.take(SANITY_SAMPLES, ctx.config.seed)
+        ctx.memo[key] = [f.to_dict() for f in run_sanity_checks(clf, sub.x, sub.y, ev.norm, seed=ctx.config.seed)]
+    out: list[dict[str, Any]] = [dict(f) for f in ctx.memo[key]]
     if isinstance(clf, TransformedClassifier):  # the transformation is what masks the gradients: say so
         for f in out:
             if f["severity"] != "info":
@@ -367,7 +370,7 @@ def run(ctx: Context, sc: Scenario) -> dict[str, Any]:
         )
     out["broken_at"] = broken_at.tolist()
     if ev.sanity_checks:
-        out["flags"] = sanity(ctx, d.classifier, test, ev)
+        out["flags"] = sanity(ctx, d.classifier, d.model, test, ev)
     return out
 
 
