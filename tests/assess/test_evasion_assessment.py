@@ -130,3 +130,27 @@ def test_black_box_attacks_on_sklearn_and_onnx_models(tmp_path: Path) -> None:
     rep, _ = assess(cfg, tmp_path / "onnx", log=quiet)
     assert rep["figures"]["evasion.square-linf.robust_accuracy@0.2"] < rep["model"]["clean_accuracy"] - 0.2
     assert torch.isfinite(torch.tensor(rep["model"]["clean_accuracy"]))
+
+
+def test_white_box_attacks_and_the_ensemble_from_a_config(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "data": {"dataset": "digits", "test_fraction": 0.25},
+            "model": {"architecture": "mlp", "epochs": 10},
+            "evasion": [
+                {"attack": "pgd", "eps": [0.1], "steps": 10, "samples": 40},
+                {"attack": "apgd", "eps": [0.1], "steps": 10, "samples": 40},
+                {"attack": "cw-l2", "norm": "l2", "eps": [1.0], "steps": 30, "samples": 40},
+                {"attack": "autoattack", "version": "fast", "eps": [0.1], "samples": 40, "sanity_checks": False},
+            ],
+        }
+    )
+    rep, _ = assess(cfg, tmp_path / "wb", log=quiet)
+    f, clean = rep["figures"], rep["model"]["clean_accuracy"]
+    for key in ("apgd-linf.robust_accuracy@0.1", "cw-l2-l2.robust_accuracy@1", "autoattack-linf.robust_accuracy@0.1"):
+        assert f[f"evasion.{key}"] < clean - 0.2, key
+    members = rep["scenarios"]["evasion.autoattack-linf"]["points"][0]["members"]
+    assert [m["name"] for m in members] == ["APGD-CE", "APGD-T", "Square"]
+    assert f["evasion.worst_case.standard-linf.robust_accuracy@0.1"] <= min(
+        f["evasion.pgd-linf.robust_accuracy@0.1"], f["evasion.autoattack-linf.robust_accuracy@0.1"]
+    )
