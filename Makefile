@@ -36,6 +36,14 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/evasion_hsj.py --threads 1 --n 50
 	$(PY) benchmarks/evasion_autoattack.py --threads 1 --n 30
 	$(PY) benchmarks/evasion_transfer.py --threads 1
+	$(PY) benchmarks/poisoning_detection.py --threads 1
+	$(PY) benchmarks/backdoor_attacks.py --threads 1 --dataset mnist5k
+	$(PY) benchmarks/backdoor_inference.py --threads 1 --n 500
+	$(PY) benchmarks/model_inspection.py --threads 1
+	$(PY) benchmarks/backdoor_training.py --threads 1
+	$(PY) benchmarks/poisoning_gradient.py --threads 1
+	$(PY) benchmarks/poisoning_clean_label.py --threads 1
+	$(PY) benchmarks/federated.py --threads 1
 
 clean:
 	rm -rf $(VENV) sparring-report .pytest_cache .mypy_cache .ruff_cache

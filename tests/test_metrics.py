@@ -3,9 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import Tensor, nn
 
+from sparring.data import Trigger
 from sparring.errors import InputError
-from sparring.metrics import detection_rates, robust_accuracy, roc
+from sparring.metrics import attack_success_rate, detection_rates, robust_accuracy, roc
+from sparring.models import TorchClassifier
 
 
 def test_robust_accuracy_is_worst_case_per_sample() -> None:
@@ -39,3 +42,26 @@ def test_roc_rejects_bad_input() -> None:
 def test_detection_rates() -> None:
     r = detection_rates(torch.tensor([1, 1, 0, 1], dtype=torch.bool), torch.tensor([1, 0, 0, 1], dtype=torch.bool))
     assert r == {"recall": 1.0, "fpr": 0.5, "flagged": 3}
+
+
+class _Switch(nn.Module):
+    """Predicts class ``x[1]`` when the flag ``x[0]`` is 1, else class 0 (4 classes)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        label = torch.where(x[:, 0] > 0.5, x[:, 1].long(), torch.zeros(len(x), dtype=torch.long))
+        return nn.functional.one_hot(label, 4).float()
+
+
+def test_attack_success_rate_int_and_per_sample_targets() -> None:
+    clf = TorchClassifier(_Switch(), (2,), 4)
+    trigger = Trigger(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]))
+    y = torch.tensor([0, 1, 2, 3])
+    # The triggered model predicts x[1]: (y + 1) % 4 for the first three, 2 for the last.
+    x = torch.stack([torch.zeros(4), torch.tensor([1.0, 2.0, 3.0, 2.0])], dim=1)
+    all_to_all = (y + 1) % 4
+    assert attack_success_rate(clf, x, y, trigger, all_to_all) == pytest.approx(0.75)
+    # All-to-one: inputs of the target class itself are left out.
+    assert attack_success_rate(clf, x, y, trigger, 2) == pytest.approx(2 / 3)
+    assert np.isnan(attack_success_rate(clf, x, torch.zeros(4, dtype=torch.long), trigger, 0))
+    with pytest.raises(InputError, match="per-sample targets"):
+        attack_success_rate(clf, x, y, trigger, torch.tensor([1, 2]))

@@ -146,3 +146,44 @@ def test_penalty_is_added_to_the_training_loss(digits_split: tuple[Dataset, Data
     norm = [float(sum(p.detach().pow(2).sum() for p in r.model.parameters())) for r in (plain, shrunk)]
     assert sum(calls) == len(train) and norm[1] < 0.75 * norm[0]
     assert shrunk.losses[0] > plain.losses[0]  # the recorded loss includes the penalty
+
+
+def test_sample_weight_zero_on_the_poison_removes_the_backdoor(digits_split: tuple[Dataset, Dataset]) -> None:
+    from sparring.attacks.poisoning import BadNets
+    from sparring.metrics import attack_success_rate
+
+    train, test = digits_split
+    poisoned = BadNets(target=0, poison_fraction=0.1, seed=0).poison(train)
+    assert poisoned.trigger is not None
+    cfg = TrainConfig(epochs=10, progress=False)
+    asr = {}
+    for w in (0.0, 1.0):
+        weights = torch.where(poisoned.poison_mask, torch.tensor(w), torch.tensor(1.0))
+        model = fit(build("mlp", train.input_shape, 10, seed=0), poisoned, cfg, sample_weight=weights).model
+        clf = TorchClassifier(model, train.input_shape, 10)
+        asr[w] = attack_success_rate(clf, test.x, test.y, poisoned.trigger, 0)
+    assert asr[1.0] > 0.9 and asr[0.0] < 0.1, asr
+
+
+def test_unit_sample_weights_train_as_without_weights(digits_split: tuple[Dataset, Dataset]) -> None:
+    train, _ = digits_split
+    small = train.take(200, seed=0)
+    cfg = TrainConfig(epochs=3, progress=False)
+    plain = fit(build("mlp", small.input_shape, 10, seed=0), small, cfg)
+    ones = fit(build("mlp", small.input_shape, 10, seed=0), small, cfg, sample_weight=torch.ones(200))
+    doubled = fit(build("mlp", small.input_shape, 10, seed=0), small, cfg, sample_weight=torch.full((200,), 2.0))
+    assert ones.losses == pytest.approx(plain.losses, rel=1e-4)
+    assert doubled.losses[0] == pytest.approx(2 * plain.losses[0], rel=0.05)  # the loss scales with the weight
+
+
+def test_bad_sample_weights() -> None:
+    data = Dataset(torch.rand(20, 4), torch.randint(0, 2, (20,)), ["a", "b"])
+    cfg = TrainConfig(epochs=1, progress=False)
+    for weights, match in [
+        (torch.ones(19), r"shape \(20,\)"),
+        (torch.ones(20, 1), r"shape \(20,\)"),
+        (torch.full((20,), -1.0), ">= 0"),
+        (torch.full((20,), float("nan")), "finite"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            fit(build("mlp", (4,), 2), data, cfg, sample_weight=weights)

@@ -41,13 +41,23 @@ def robust_accuracy(successes: list[Tensor]) -> float:
     return 1.0 - float(any_success.float().mean()) if len(any_success) else float("nan")
 
 
-def attack_success_rate(classifier: Classifier, x: Tensor, y: Tensor, trigger: Trigger, target: int) -> float:
-    """Backdoor ASR: share of triggered inputs whose true class is not ``target`` classified as ``target``."""
-    keep = y != target
+def attack_success_rate(classifier: Classifier, x: Tensor, y: Tensor, trigger: Trigger, target: int | Tensor) -> float:
+    """Backdoor ASR: share of triggered inputs whose true class is not their target classified as that target.
+
+    ``target`` is one class (all-to-one) or a tensor of per-sample targets ``[N]``, e.g.
+    ``PoisonedDataset.target_of(y)`` for an all-to-all backdoor. NaN when no input qualifies.
+    """
+    if isinstance(target, Tensor):
+        if target.shape != y.shape:
+            raise InputError(f"per-sample targets have shape {tuple(target.shape)}, expected {tuple(y.shape)}")
+        targets = target.long()
+    else:
+        targets = torch.full_like(y, int(target), dtype=torch.long)
+    keep = y != targets
     if not bool(keep.any()):
         return float("nan")
     pred = classifier.predict_labels(trigger.apply(x[keep]))
-    return float((pred == target).float().mean())
+    return float((pred == targets[keep]).float().mean())
 
 
 @dataclass

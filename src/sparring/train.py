@@ -3,7 +3,13 @@
 Generalisation defences are options of the loop: ``weight_decay``, random input
 augmentation (``augment``: Gaussian noise, Zantedeschi et al., "Efficient Defenses Against
 Adversarial Attacks", AISec 2017; random translations, the classic image augmentation of
-Simard et al., ICDAR 2003) and dropout in the zoo models (:func:`sparring.models.build`).
+Simard et al., ICDAR 2003), sample mixing (``mix``: mixup, Zhang et al., ICLR 2018; CutMix,
+Yun et al., ICCV 2019; proposed against backdoors by Borgnia et al., "Strong Data
+Augmentation Sanitizes Poisoning and Backdoor Attacks Without an Accuracy Tradeoff", ICASSP
+2021; on the small zoo models they leave BadNets largely intact, see
+benchmarks/backdoor_training.py) and dropout in the zoo models (:func:`sparring.models.build`). ``fit`` also takes
+per-sample loss weights (``sample_weight``), e.g. to weight poisoned samples by beta as in
+Cinà et al.'s backdoor learning curves.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -71,6 +78,61 @@ def augment_batch(x: Tensor, spec: str, generator: torch.Generator, bounds: tupl
     return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
+#: Sample-mixing schemes :attr:`TrainConfig.mix` accepts (each as ``NAME:ALPHA``).
+MIX_NAMES = ("mixup", "cutmix")
+_MIX_FORMS = "'mixup:ALPHA' or 'cutmix:ALPHA' (ALPHA > 0, the Beta(ALPHA, ALPHA) parameter)"
+
+
+def parse_mix(spec: str) -> tuple[str, float]:
+    """Split a mixing spec into name and Beta parameter: ``"mixup:0.2"`` -> ``("mixup", 0.2)``.
+
+    A bad spec raises :class:`ConfigError` naming the valid forms.
+    """
+    if not isinstance(spec, str):
+        raise ConfigError(f"mix must be a string, got {type(spec).__name__}; valid forms: {_MIX_FORMS}")
+    name, _, arg = (part.strip() for part in spec.strip().partition(":"))
+    if name not in MIX_NAMES:
+        raise ConfigError(f"unknown mix {spec!r}; valid forms: {_MIX_FORMS}")
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ConfigError(f"mix {spec!r} needs a numeric argument; valid forms: {_MIX_FORMS}") from None
+    if not 0.0 < value < float("inf"):
+        raise ConfigError(f"mix alpha in {spec!r} must be a finite number > 0")
+    return name, value
+
+
+def mix_batch(
+    x: Tensor, spec: str, generator: torch.Generator, rng: np.random.Generator
+) -> tuple[Tensor, Tensor, float]:
+    """Mix a batch with a shuffled copy of itself; returns ``(mixed x, partner index, lam)``.
+
+    ``lam ~ Beta(ALPHA, ALPHA)`` (drawn from ``rng``; one scalar per batch, as in both papers)
+    and the partner order from ``generator``. The loss of the mixed batch is
+    ``lam * CE(logits, y) + (1 - lam) * CE(logits, y[partner])``. ``mixup`` (Zhang et al.,
+    ICLR 2018) interpolates whole inputs: ``lam * x + (1 - lam) * x[partner]``. ``cutmix``
+    (Yun et al., ICCV 2019) pastes a box of ``x[partner]`` covering a ``1 - lam`` share of each
+    image ``[N, C, H, W]`` at a random centre (clipped at the border), and returns the exact
+    share of pixels kept as ``lam``.
+    """
+    name, alpha = parse_mix(spec)
+    lam = float(rng.beta(alpha, alpha))
+    partner = torch.randperm(len(x), generator=generator)
+    if name == "mixup":
+        return lam * x + (1.0 - lam) * x[partner], partner, lam
+    if x.dim() != 4:
+        raise InputError(f"mix {spec!r} needs image inputs [N, C, H, W], got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    cut = (1.0 - lam) ** 0.5
+    ch, cw = round(h * cut), round(w * cut)
+    cy, cx = (int(torch.randint(0, size, (1,), generator=generator)) for size in (h, w))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch - ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw - cw // 2, w)
+    mixed = x.clone()
+    mixed[..., y0:y1, x0:x1] = x[partner][..., y0:y1, x0:x1]
+    return mixed, partner, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
 #: ``penalty(model, x, y, logits) -> scalar``: a term added to a batch's training loss.
 Penalty = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
 
@@ -87,6 +149,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool | None = None
     augment: str | None = None
+    mix: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -101,6 +164,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.augment is not None:
             parse_augment(self.augment)
+        if self.mix is not None:
+            parse_mix(self.mix)
 
 
 @dataclass
@@ -119,6 +184,7 @@ def fit(
     transform: BatchTransform | None = None,
     desc: str = "train",
     penalty: Penalty | None = None,
+    sample_weight: Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with cross-entropy (plus ``penalty``); returns it in eval mode.
 
@@ -128,6 +194,13 @@ def fit(
     ``config.augment`` augments each batch (with its own generator seeded from
     ``config.seed``, so shuffling is the same with or without it) before ``transform`` sees
     it; noise is clipped to the range of ``data.x``.
+
+    ``config.mix`` mixes each batch after ``transform`` (see :func:`mix_batch`; generators
+    seeded from ``config.seed``); ``penalty`` then sees the mixed inputs and the first labels.
+    ``sample_weight`` (float ``[N]``, >= 0, aligned with ``data``) weights each sample's loss:
+    a batch's loss is ``sum(w_i * CE_i) / batch size``, so weight 0 removes a sample and
+    weight 1 everywhere trains as without weights. With mixing a sample's two parts keep
+    their own weights: ``lam * w_a * CE(y_a) + (1 - lam) * w_b * CE(y_b)``.
     """
     cfg = config or TrainConfig()
     if len(data) == 0:
@@ -143,6 +216,12 @@ def fit(
         if name == "shift" and data.x.dim() != 4:
             raise InputError(f"augment {cfg.augment!r} needs image inputs [N, C, H, W], got {tuple(data.x.shape[1:])}")
         data_range = (float(data.x.min()), float(data.x.max()))
+    if cfg.mix is not None and parse_mix(cfg.mix)[0] == "cutmix" and data.x.dim() != 4:
+        raise InputError(f"mix {cfg.mix!r} needs image inputs [N, C, H, W], got {tuple(data.x.shape[1:])}")
+    weights = _check_weights(sample_weight, len(data))
+    mix_g = torch.Generator().manual_seed(cfg.seed + 2)
+    mix_rng = np.random.default_rng(cfg.seed + 2)
+    per_sample = nn.CrossEntropyLoss(reduction="none")
     loss_fn = nn.CrossEntropyLoss()
     losses: list[float] = []
     start = time.perf_counter()
@@ -159,8 +238,19 @@ def fit(
                 xb = transform(model, xb, yb).detach()
             model.train()
             opt.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
+            if cfg.mix is None and weights is None:
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
+            else:
+                wb = torch.ones(len(idx)) if weights is None else weights[idx]
+                partner, lam = torch.arange(len(idx)), 1.0
+                if cfg.mix is not None:
+                    xb, partner, lam = mix_batch(xb, cfg.mix, mix_g, mix_rng)
+                logits = model(xb)
+                losses_b = lam * wb * per_sample(logits, yb)
+                if lam < 1.0:
+                    losses_b = losses_b + (1.0 - lam) * wb[partner] * per_sample(logits, yb[partner])
+                loss = losses_b.mean()
             if penalty is not None:
                 loss = loss + penalty(model, xb, yb, logits)
             loss.backward()
@@ -170,3 +260,16 @@ def fit(
     opt.zero_grad(set_to_none=True)  # leave no stale gradients on the returned model
     model.eval()
     return TrainResult(model, time.perf_counter() - start, losses)
+
+
+def _check_weights(sample_weight: Tensor | None, n: int) -> Tensor | None:
+    """Validate ``sample_weight`` (float ``[n]``, finite, >= 0) and return it as float32."""
+    if sample_weight is None:
+        return None
+    if not isinstance(sample_weight, Tensor) or sample_weight.shape != (n,):
+        shape = tuple(sample_weight.shape) if isinstance(sample_weight, Tensor) else type(sample_weight).__name__
+        raise InputError(f"sample_weight must be a tensor of shape ({n},) aligned with the data, got {shape}")
+    w = sample_weight.detach().float()
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise InputError("sample_weight must hold finite values >= 0")
+    return w

@@ -30,6 +30,23 @@ def test_examples_are_valid(name: str) -> None:
     assert len(keys) == len(set(keys))
 
 
+def test_training_example_covers_every_training_data_family_and_defence() -> None:
+    from sparring.assess.config import BACKDOOR_DEFENCES, CLEAN_LABEL_ATTACKS, FEDERATED_DEFENCES, POISONING_ATTACKS
+
+    cfg = load_config(EXAMPLES / "training.toml")
+    scenarios = plan(cfg)
+    keys = [s.key for s in scenarios]
+    assert len(keys) == len(set(keys))
+    used = {s.defence for s in scenarios}
+    assert set(BACKDOOR_DEFENCES) <= used and set(FEDERATED_DEFENCES) <= used
+    assert {b.attack for b in cfg.backdoor} == {"badnets", "blended", "hidden_trigger", "teacher"}
+    assert any(b.all_to_all for b in cfg.backdoor) and any(b.learning_curve for b in cfg.backdoor)
+    assert {c.attack for c in cfg.clean_label} == set(CLEAN_LABEL_ATTACKS)
+    assert {p.attack for p in cfg.poisoning} == set(POISONING_ATTACKS)
+    assert {p.victim for p in cfg.poisoning} >= {"logistic_regression", "linear_svm", "target"}
+    assert {f.attack for f in cfg.federated} == {"model_replacement", "label_flip"}
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -51,6 +68,25 @@ def test_examples_are_valid(name: str) -> None:
         (with_(evasion=[{"attack": "transfer", "eps": 0.1, "surrogate": "vgg"}]), r"unknown surrogate architecture"),
         (with_(generalisation={"augment": "wobble:3"}), r"generalisation\.augment: "),
         (with_(model={"sklearn": "m.skops", "onnx": "m.onnx"}), r"at most one of"),
+        (with_(backdoor=[{"attack": "trojannn"}]), r"unknown backdoor attack 'trojannn'; accepted: badnets"),
+        (with_(backdoor=[{"defenses": ["strip", "strip"]}]), r"backdoor\[0\]\.defenses: .*listed twice"),
+        (
+            with_(backdoor=[{"attack": "teacher", "defenses": ["activation_clustering"]}]),
+            r"teacher attacks a student .*activation_clustering.* do not apply",
+        ),
+        (with_(backdoor=[{"attack": "hidden_trigger", "all_to_all": True}]), "all_to_all applies to badnets"),
+        (with_(backdoor=[{"learning_curve": {"betas": [0.5, 2]}}]), r"learning_curve\.betas: beta must be in"),
+        (with_(poisoning=[{"attack": "gradient", "model": "target"}]), "gradient poisoning attacks a linear model"),
+        (with_(poisoning=[{"model": "random_forest"}]), "unknown poisoning victim model 'random_forest'"),
+        (with_(clean_label=[{"attack": "poison_frogs"}]), r"clean_label\[0\]\.attack: unknown clean-label attack"),
+        (with_(clean_label=[{"target_class": 3, "base_class": 3}]), "target_class and base_class must differ"),
+        (with_(federated=[{"split": "dirichlet:0"}]), r"federated\[0\]\.split: split must be 'iid' or"),
+        (with_(federated=[{"clients": 4, "malicious": 4}]), "malicious must be fewer than clients"),
+        (with_(federated=[{"defenses": ["krum"]}]), "unknown federated defence 'krum'"),
+        (
+            with_(model={"factory": "m:build"}, clean_label=[{}]),
+            r"clean_label trains a zoo teacher and student",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(config: dict[str, Any], message: str) -> None:

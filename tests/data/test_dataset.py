@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparring.data import Dataset, Trigger, breast_cancer, digits, load_dataset, mnist5k
+from sparring.data import Dataset, PoisonedDataset, Trigger, breast_cancer, digits, load_dataset, mnist5k
 from sparring.errors import ConfigError, InputError
 
 
@@ -91,3 +91,17 @@ def test_trigger_blends_pattern() -> None:
         t.apply(torch.zeros(1, 1, 5, 5))
     with pytest.raises(InputError, match="alpha"):
         Trigger(pattern, alpha * 2)
+
+
+def test_poisoned_dataset_target_of() -> None:
+    x, y = torch.zeros(4, 2), torch.tensor([0, 1, 2, 2])
+    mask = torch.zeros(4, dtype=torch.bool)
+    one = PoisonedDataset(x, y, ["a", "b", "c"], poison_mask=mask, original_y=y, target=1)
+    assert torch.equal(one.target_of(y), torch.tensor([1, 1, 1, 1])) and not one.all_to_all
+    every = PoisonedDataset(x, y, ["a", "b", "c"], poison_mask=mask, original_y=y, all_to_all=True)
+    assert torch.equal(every.target_of(y), torch.tensor([1, 2, 0, 0]))
+    assert every.subset(torch.tensor([0, 2])).all_to_all
+    with pytest.raises(InputError, match="no backdoor target"):
+        PoisonedDataset(x, y, poison_mask=mask, original_y=y).target_of(y)
+    with pytest.raises(InputError, match="all-to-all"):
+        PoisonedDataset(x, y, poison_mask=mask, original_y=y, target=0, all_to_all=True)

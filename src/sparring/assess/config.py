@@ -288,31 +288,135 @@ class TransferLearningConfig(_Strict):
         return self.reference_eps if self.reference_eps is not None else max(self.eps)
 
 
+#: Backdoor defences by how they act: detect poison in the training set and retrain without it;
+#: filter triggered inputs at inference (threshold at a false-rejection rate); purify inputs;
+#: inspect the trained model (verdict and reconstructed trigger); repair it on a small clean set;
+#: or train it with strong augmentation.
+BACKDOOR_DATA_DEFENCES = ("activation_clustering", "spectral_signatures", "autoencoder")
+BACKDOOR_FILTERS = ("strip", "random_masking")
+BACKDOOR_PURIFIERS = ("purification",)
+BACKDOOR_INSPECTORS = ("neural_cleanse", "tabor")
+BACKDOOR_REPAIRS = ("fine_pruning", "fine_tuning", "unlearning")
+BACKDOOR_TRAINING = ("mixup", "cutmix")
+BACKDOOR_DEFENCES = (
+    *BACKDOOR_DATA_DEFENCES,
+    *BACKDOOR_FILTERS,
+    *BACKDOOR_PURIFIERS,
+    *BACKDOOR_INSPECTORS,
+    *BACKDOOR_REPAIRS,
+    *BACKDOOR_TRAINING,
+)
+#: Backdoor attacks: poisoned training data of the assessed model, or (``hidden_trigger``,
+#: ``teacher``) the transfer-learning case, where the victim is a student of a public teacher.
+BACKDOOR_ATTACKS = ("badnets", "blended", "hidden_trigger", "teacher")
+TRANSFER_BACKDOORS = ("hidden_trigger", "teacher")
+TRANSFER_BACKDOOR_DEFENCES = (*BACKDOOR_FILTERS, *BACKDOOR_PURIFIERS, *BACKDOOR_INSPECTORS, *BACKDOOR_REPAIRS)
+
+
+class LearningCurveConfig(_Strict):
+    """Backdoor learning curves (Cina et al. 2021): ASR as the poisoned samples' loss weight goes 0 -> 1.
+
+    One curve per weight decay (weak and strong regularisation).
+    """
+
+    betas: list[float] = Field([0.0, 0.05, 0.2, 0.5, 1.0], min_length=2)
+    weight_decay: list[float] = Field([0.0, 0.01], min_length=1)
+
+    @field_validator("betas")
+    @classmethod
+    def _unit(cls, v: list[float]) -> list[float]:
+        for b in v:
+            if not 0.0 <= b <= 1.0:
+                raise ValueError(f"beta must be in [0, 1], got {b}")
+        return sorted(v)
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _nonnegative(cls, v: list[float]) -> list[float]:
+        for w in v:
+            if not w >= 0.0:
+                raise ValueError(f"weight decay must be >= 0, got {w}")
+        return sorted(v)
+
+
 class BackdoorConfig(_Strict):
-    """A backdoor attack on the training data."""
+    """A backdoor attack on the training data, against the model and each listed defence.
+
+    ``badnets`` stamps a white patch (Gu et al. 2017), ``blended`` blends a noise pattern at
+    ``alpha`` (Chen et al. 2017); ``all_to_all`` relabels class i to i + 1 instead of one
+    target. ``hidden_trigger`` (Saha et al., AAAI 2020: correctly labelled ``target``-class
+    poisons within ``eps`` whose features match patched ``source`` images) and ``teacher`` (a
+    backdoored public teacher, BSI) attack a student fine-tuned from a teacher sparring
+    trains. Defences that need trusted clean data get ``clean_fraction`` of the training
+    set; input filters reject ``frr`` of clean inputs.
+    """
 
     attack: str = "badnets"
     poison_fraction: float = Field(0.05, ge=0, le=1)
     target: int = Field(0, ge=0)
+    source: int | None = Field(None, ge=0)
     patch_size: int = Field(3, ge=1)
+    alpha: float = Field(0.1, gt=0, le=1)
+    eps: float = Field(16 / 255, gt=0, le=1)
+    all_to_all: bool = False
+    teacher_fraction: float = Field(0.5, gt=0, lt=1)
+    clean_fraction: float = Field(0.05, gt=0, lt=1)
+    frr: float = Field(0.05, gt=0, lt=1)
+    learning_curve: LearningCurveConfig | None = None
     defenses: list[str] = []
 
     @field_validator("attack")
     @classmethod
     def _known(cls, v: str) -> str:
-        return _one_of(v, ["badnets"], "backdoor attack")
+        return _one_of(v, list(BACKDOOR_ATTACKS), "backdoor attack")
 
     @field_validator("defenses")
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
-        return _check_names(v, ["activation_clustering"], "backdoor defence")
+        _check_names(v, list(BACKDOOR_DEFENCES), "backdoor defence")
+        if len(set(v)) != len(v):
+            raise ValueError("a defence is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BackdoorConfig:
+        if self.all_to_all and self.attack not in ("badnets", "blended"):
+            raise ValueError("all_to_all applies to badnets and blended")
+        if self.attack in TRANSFER_BACKDOORS:
+            bad = [d for d in self.defenses if d in (*BACKDOOR_DATA_DEFENCES, *BACKDOOR_TRAINING)]
+            if bad:
+                raise ValueError(
+                    f"{self.attack} attacks a student of a public teacher; defences that retrain on the poisoned set "
+                    f"({', '.join(bad)}) do not apply: use {', '.join(TRANSFER_BACKDOOR_DEFENCES)}"
+                )
+            if self.learning_curve is not None:
+                raise ValueError(f"learning_curve applies to badnets and blended, not {self.attack}")
+        return self
+
+
+#: Availability attacks on the training labels or points.
+POISONING_ATTACKS = ("label_flip", "targeted_label_flip", "loss_label_flip", "gradient")
+#: Victims of availability poisoning: the assessed model, or a linear model on flattened inputs.
+POISONING_MODELS = ("target", "logistic_regression", "linear_svm")
+POISONING_DEFENCES = ("knn_label_consistency",)
 
 
 class PoisoningConfig(_Strict):
-    """Availability poisoning of the training data, swept over poison fractions."""
+    """Availability poisoning of the training data, swept over poison fractions.
+
+    ``label_flip`` flips random labels; ``targeted_label_flip`` flips ``source`` to
+    ``target``; ``loss_label_flip`` flips the labels a trained model is most sure of to its
+    least likely class; ``gradient`` adds points optimised against a linear model (Biggio et
+    al., ICML 2012; Munoz-Gonzalez et al., AISec 2017) and is compared with random flips of
+    the same number of points.
+    """
 
     attack: str = "label_flip"
     fraction: list[float] = Field([0.1, 0.2, 0.4], min_length=1)
+    model: str | None = None
+    source: int = Field(0, ge=0)
+    target: int = Field(1, ge=0)
+    defenses: list[str] = []
 
     @field_validator("fraction", mode="before")
     @classmethod
@@ -330,7 +434,133 @@ class PoisoningConfig(_Strict):
     @field_validator("attack")
     @classmethod
     def _known(cls, v: str) -> str:
-        return _one_of(v, ["label_flip"], "poisoning attack")
+        return _one_of(v, list(POISONING_ATTACKS), "poisoning attack")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, list(POISONING_MODELS), "poisoning victim model")
+
+    @field_validator("defenses")
+    @classmethod
+    def _known_defences(cls, v: list[str]) -> list[str]:
+        return _check_names(v, list(POISONING_DEFENCES), "poisoning defence")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PoisoningConfig:
+        if self.attack == "gradient" and self.model == "target":
+            raise ValueError(
+                "gradient poisoning attacks a linear model: set model to logistic_regression or linear_svm"
+            )
+        if self.attack == "targeted_label_flip" and self.source == self.target:
+            raise ValueError("targeted_label_flip needs source != target")
+        return self
+
+    @property
+    def victim(self) -> str:
+        """The model the poison is trained into (gradient poisoning defaults to logistic regression)."""
+        return self.model or ("logistic_regression" if self.attack == "gradient" else "target")
+
+
+CLEAN_LABEL_ATTACKS = ("feature_collision", "convex_polytope", "bullseye_polytope")
+
+
+class CleanLabelConfig(_Strict):
+    """Clean-label targeted poisoning in the transfer-learning setting.
+
+    The attacker adds correctly labelled images of ``base_class`` whose features collide with
+    a target image of ``target_class``, so the student classifies that image as
+    ``base_class``: feature collision (Shafahi et al., NeurIPS 2018), convex polytope (Zhu et
+    al., ICML 2019) or bullseye polytope (Aghakhani et al., EuroS&P 2021). ``knowledge`` is
+    ``white_box`` (the attacker has the public teacher the student copies) or ``gray_box``
+    (surrogates with other weights); ``training`` is ``frozen`` (the student retrains its head)
+    or ``end_to_end``.
+    """
+
+    attack: str = "bullseye_polytope"
+    knowledge: Literal["white_box", "gray_box"] = "gray_box"
+    training: Literal["frozen", "end_to_end"] = "frozen"
+    targets: int = Field(10, ge=1)
+    n_poisons: int = Field(10, ge=1)
+    eps: float = Field(0.3, gt=0, le=1)
+    target_class: int = Field(1, ge=0)
+    base_class: int = Field(7, ge=0)
+    teacher_fraction: float = Field(0.5, gt=0, lt=1)
+
+    @field_validator("attack")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _one_of(v, list(CLEAN_LABEL_ATTACKS), "clean-label attack")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CleanLabelConfig:
+        if self.target_class == self.base_class:
+            raise ValueError("target_class and base_class must differ")
+        return self
+
+
+FEDERATED_ATTACKS = ("model_replacement", "label_flip")
+FEDERATED_DEFENCES = ("median", "trimmed_mean", "clipping")
+
+
+class FederatedConfig(_Strict):
+    """A FedAvg simulation with malicious clients and robust aggregation.
+
+    ``clients`` train the configured architecture on an ``iid`` or ``dirichlet:ALPHA`` split
+    of the training set for ``warmup_rounds`` benign rounds; then ``rounds`` more run, in
+    which ``malicious`` clients attack: ``model_replacement`` (Bagdasaryan et al., AISTATS
+    2020: a BadNets backdoor, update boosted to replace the global model, in
+    ``attack_round``) or ``label_flip`` (random labels, every round). Defences: coordinate
+    ``median``, ``trimmed_mean`` (Yin et al., ICML 2018), norm ``clipping`` at the median
+    benign update norm (Sun et al. 2019). The model-replacement attacker trains
+    ``attack_epochs`` local epochs, as Bagdasaryan et al.'s attacker trains longer.
+    """
+
+    attack: str = "model_replacement"
+    clients: int = Field(10, ge=2)
+    malicious: int = Field(1, ge=1)
+    split: str = "iid"
+    warmup_rounds: int = Field(10, ge=0)
+    rounds: int = Field(5, ge=1)
+    attack_round: int = Field(1, ge=1)
+    local_epochs: int = Field(2, ge=1)
+    attack_epochs: int = Field(10, ge=1)
+    lr: float = Field(0.1, gt=0)
+    target: int = Field(0, ge=0)
+    patch_size: int = Field(3, ge=1)
+    defenses: list[str] = []
+
+    @field_validator("attack")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _one_of(v, list(FEDERATED_ATTACKS), "federated attack")
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, v: str) -> str:
+        name, _, arg = v.partition(":")
+        if name == "iid" and not arg:
+            return v
+        if name == "dirichlet":
+            try:
+                if float(arg) > 0:
+                    return v
+            except ValueError:
+                pass
+        raise ValueError(f"split must be 'iid' or 'dirichlet:ALPHA' with ALPHA > 0, got {v!r}")
+
+    @field_validator("defenses")
+    @classmethod
+    def _known_defences(cls, v: list[str]) -> list[str]:
+        return _check_names(v, list(FEDERATED_DEFENCES), "federated defence")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederatedConfig:
+        if self.malicious >= self.clients:
+            raise ValueError("malicious must be fewer than clients")
+        if self.attack_round > self.rounds:
+            raise ValueError(f"attack_round must be at most rounds ({self.rounds})")
+        return self
 
 
 class MembershipConfig(_Strict):
@@ -372,30 +602,36 @@ class AssessConfig(_Strict):
     transfer_learning: list[TransferLearningConfig] = []
     backdoor: list[BackdoorConfig] = []
     poisoning: list[PoisoningConfig] = []
+    clean_label: list[CleanLabelConfig] = []
+    federated: list[FederatedConfig] = []
     membership: list[MembershipConfig] = []
 
     @model_validator(mode="after")
     def _something_to_do(self) -> AssessConfig:
-        if not (self.evasion or self.transfer_learning or self.backdoor or self.poisoning or self.membership):
-            raise ValueError(
-                "the config names no attack: add an [[evasion]], [[transfer_learning]], [[backdoor]], [[poisoning]] "
-                "or [[membership]]"
-            )
+        families = ("evasion", "transfer_learning", "backdoor", "poisoning", "clean_label", "federated", "membership")
+        if not any(getattr(self, f) for f in families):
+            raise ValueError("the config names no attack: add one of " + ", ".join(f"[[{f}]]" for f in families))
         if not self.model.trains_here:
             if self.membership and self.data.test_path is None:
                 raise ValueError(
                     "membership inference on a model trained elsewhere needs its training set: give [data] 'path' "
                     "(the training set) and 'test_path' (data it never saw)"
                 )
-        if not self.model.trains_here and (self.backdoor or self.poisoning):
+        retrains = [b for b in self.backdoor if b.attack not in TRANSFER_BACKDOORS]
+        on_target = retrains or self.federated or any(p.victim == "target" for p in self.poisoning)
+        if not self.model.trains_here and on_target:
             raise ValueError(
-                "backdoor and poisoning scenarios retrain the model, so [model] needs 'architecture' or a 'factory' "
-                "without 'weights'"
+                "backdoor, federated and label-flip scenarios on the target retrain the model, so [model] needs "
+                "'architecture' or a 'factory' without 'weights'"
             )
-        if self.transfer_learning and (self.model.factory is not None or not self.model.trains_here):
-            raise ValueError(
-                "transfer_learning trains a zoo teacher and student: [model] needs 'architecture' (or nothing)"
-            )
+        zoo_only = {
+            "transfer_learning": bool(self.transfer_learning),
+            "clean_label": bool(self.clean_label),
+            "backdoor (hidden_trigger, teacher)": len(retrains) < len(self.backdoor),
+        }
+        for name, used in zoo_only.items():
+            if used and (self.model.factory is not None or not self.model.trains_here):
+                raise ValueError(f"{name} trains a zoo teacher and student: [model] needs 'architecture' (or nothing)")
         return self
 
 

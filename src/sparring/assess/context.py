@@ -240,8 +240,21 @@ def _check_access(ctx: Context) -> None:
                 raise ConfigError(f"evasion[{i}]: dropout rebuilds a zoo architecture; set [model] architecture")
             if d.startswith("median") and len(ctx.data.input_shape) != 3:
                 raise ConfigError(f"evasion[{i}]: {d} smooths images [C, H, W]; the data is not image-shaped")
-    for i, bd in enumerate(ctx.config.backdoor):
-        if bd.target >= ctx.data.num_classes:
-            raise ConfigError(
-                f"backdoor[{i}].target: class {bd.target} does not exist (the data has {ctx.data.num_classes})"
-            )
+    k = ctx.data.num_classes
+    classes = {
+        "backdoor": ("target", "source"),
+        "poisoning": ("source", "target"),
+        "clean_label": ("target_class", "base_class"),
+        "federated": ("target",),
+    }
+    for family, names in classes.items():
+        for i, entry in enumerate(getattr(ctx.config, family)):
+            for name in names:
+                c = getattr(entry, name)
+                if c is not None and c >= k:
+                    raise ConfigError(f"{family}[{i}].{name}: class {c} does not exist (the data has {k})")
+    image_only = [b.attack for b in ctx.config.backdoor if b.attack != "blended"] + [
+        "federated model_replacement" for f in ctx.config.federated if f.attack == "model_replacement"
+    ]
+    if image_only and len(ctx.data.input_shape) != 3:
+        raise ConfigError(f"{image_only[0]} stamps a patch trigger on images [C, H, W]; the data is not image-shaped")

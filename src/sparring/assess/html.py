@@ -81,13 +81,15 @@ def _matrix(cells: list[dict[str, Any]]) -> str:
     return f'<table class="matrix">{head}{"".join(rows)}</table>'
 
 
-def _curve_plot(title: str, xlabel: str, lines: list[tuple[str, list[float], list[float], str, int]]) -> str:
-    """One accuracy-vs-eps plot; each line is ``(label, eps, accuracy, style, colour index)``."""
+def _curve_plot(
+    title: str, xlabel: str, lines: list[tuple[str, list[float], list[float], str, int]], ylabel: str = "accuracy"
+) -> str:
+    """One plot of rates in [0, 1]; each line is ``(label, xs, ys, style, colour index)``."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for label, xs, ys, style, colour in lines:
         ax.plot(xs, ys, style, marker="o", label=label, color=f"C{colour % 10}")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -295,103 +297,17 @@ def _flags(flags: list[dict[str, Any]]) -> str:
     )
 
 
-def _image_grid(images: list[Any], labels: list[int], title: str) -> str:
+def _image_grid(images: list[Any], labels: list[Any], title: str, prefix: str = "true ") -> str:
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim != 4 or len(arr) == 0:
         return ""
     fig, axes = plt.subplots(1, len(arr), figsize=(1.4 * len(arr), 1.8))
     for ax, img, lab in zip(np.atleast_1d(axes), arr, labels, strict=False):
         ax.imshow(img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0)), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"true {lab}", fontsize=8)
+        ax.set_title(f"{prefix}{lab}", fontsize=8)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     return _png(fig)
-
-
-def _backdoor(results: list[dict[str, Any]]) -> str:
-    if not results:
-        return ""
-    out = ["<h2>Backdoors (training-data integrity)</h2>"]
-    base = [r for r in results if r["defence"] is None]
-    rows = []
-    for r in base:
-        p = r["params"]
-        rows.append(
-            [
-                f"{_esc(r['attack'])} → class {p['target']}, {_pct(p['poison_fraction'])} poison "
-                f"({r['n_poisoned']} samples)",
-                "none",
-                _pct(r["clean_accuracy"]),
-                _pct(r["asr"]),
-                _pct(r["triggered_accuracy"]),
-                "—",
-                "—",
-            ]
-        )
-        rows.append(
-            ["clean model (reference)", "—", _pct(r["clean_model_accuracy"]), _pct(r["clean_model_asr"]), "—", "—", "—"]
-        )
-    for r in results:
-        if r["defence"] is not None:
-            rows.append(
-                [
-                    _esc(r["attack"]),
-                    _esc(r["defence"]),
-                    _pct(r["clean_accuracy"]),
-                    _pct(r["asr"]),
-                    _pct(r["triggered_accuracy"]),
-                    _pct(r["detector_recall"]),
-                    _pct(r["detector_fpr"]),
-                ]
-            )
-    out.append(
-        _table(["attack", "defence", "clean acc.", "ASR", "acc. on triggered", "detector recall", "detector FPR"], rows)
-    )
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    names = ["no defence"] + [r["defence"] for r in results if r["defence"] is not None]
-    vals = [base[0]] + [r for r in results if r["defence"] is not None]
-    xs = np.arange(len(names))
-    ax.bar(xs - 0.18, [v["clean_accuracy"] for v in vals], 0.36, label="clean accuracy")
-    ax.bar(xs + 0.18, [v["asr"] for v in vals], 0.36, label="attack success rate")
-    ax.set_xticks(xs, names)
-    ax.set_ylim(0, 1.05)
-    ax.legend()
-    ax.set_title("Backdoor: clean accuracy and ASR before and after defence")
-    out.append(_png(fig))
-    for r in base:
-        if r.get("examples"):
-            out.append(
-                _image_grid(r["examples"], r["example_labels"], "poisoned training samples (relabelled to target)")
-            )
-    out.append(
-        '<p class="muted">ASR: share of triggered test inputs whose true class is not the target that the model '
-        "assigns to the target. Detector recall and FPR are computed against the known poison mask.</p>"
-    )
-    return "".join(out)
-
-
-def _poisoning(results: list[dict[str, Any]]) -> str:
-    if not results:
-        return ""
-    out = ["<h2>Availability poisoning (training-data availability)</h2>"]
-    for r in results:
-        fig, ax = plt.subplots(figsize=(5.5, 3.2))
-        fr = [0.0] + [p["fraction"] for p in r["points"]]
-        acc = [r["clean_accuracy"]] + [p["accuracy"] for p in r["points"]]
-        ax.plot(fr, acc, marker="o")
-        ax.set_xlabel("share of training labels flipped")
-        ax.set_ylabel("test accuracy")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.set_title(f"{r['attack']}: accuracy vs poison fraction")
-        out.append(_png(fig))
-        out.append(
-            _table(
-                ["poison fraction", "test accuracy", "train s"],
-                [[f"{p['fraction']:g}", _pct(p["accuracy"]), f"{p['train_seconds']:.1f}"] for p in r["points"]],
-            )
-        )
-    return "".join(out)
 
 
 def _membership(results: list[dict[str, Any]]) -> str:
@@ -480,7 +396,10 @@ def _values(values: dict[str, float]) -> str:
 def render(report: dict[str, Any]) -> str:
     """The whole report page."""
     results = list(report["scenarios"].values())
-    by = {k: [r for r in results if r["kind"] == k] for k in ("evasion", "backdoor", "poisoning", "membership")}
+    from sparring.assess.html_training import training_section
+
+    kinds = ("evasion", "backdoor", "poisoning", "clean_label", "federated", "membership")
+    by = {k: [r for r in results if r["kind"] == k] for k in kinds}
     model = report["model"]
     gate = ""
     if report.get("fail_on"):
@@ -500,13 +419,14 @@ finished {_esc(report["finished"])} in {report["seconds"]:.0f} s</p>
 <h2>Threat matrix</h2>
 {_matrix(report["matrix"])}
 <p class="muted">Colour: measured risk of the undefended model (red high, amber medium, green low; grey not assessed).
-Rules: evasion, share of clean accuracy lost at the reference eps (high ≥ 50 %, medium ≥ 20 %); backdoor, ASR
-(high ≥ 50 %, medium ≥ 10 %); availability poisoning, relative accuracy drop (high ≥ 20 %, medium ≥ 5 %); membership,
+Rules: evasion, share of clean accuracy lost at the reference eps (high ≥ 50 %, medium ≥ 20 %); backdoor and federated
+model replacement, ASR, and clean-label poisoning, share of targets hit (high ≥ 50 %, medium ≥ 10 %); availability
+poisoning and federated label flips, relative accuracy drop (high ≥ 20 %, medium ≥ 5 %); membership,
 TPR at 1 % FPR (high ≥ 10 %, medium ≥ 2 %; chance is 1 %).</p>
 <h2>Recommended measures</h2><ul>{recs}</ul>
 {gate}
 {_evasion(by["evasion"], report.get("worst_case", []))}{_flags(report["flags"]) if by["evasion"] else ""}
-{_backdoor(by["backdoor"])}{_poisoning(by["poisoning"])}{_membership(by["membership"])}
+{training_section(by)}{_membership(by["membership"])}
 {_costs(report["defence_costs"])}
 <h2>Figures</h2>
 {_table(["figure", "value"], [[_esc(k), f"{v:.4f}"] for k, v in report["figures"].items()])}

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sparring.assess.config import AssessConfig
 
 #: Families in the order they run and appear in the report.
-KINDS = ("evasion", "transfer_learning", "backdoor", "poisoning", "membership")
+KINDS = ("evasion", "transfer_learning", "backdoor", "poisoning", "clean_label", "federated", "membership")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,17 @@ class Scenario:
 
 
 def _label(kind: str, spec: Any) -> str:
-    return f"{spec.attack}-{spec.norm}" if kind in ("evasion", "transfer_learning") else str(spec.attack)
+    if kind in ("evasion", "transfer_learning"):
+        return f"{spec.attack}-{spec.norm}"
+    if kind == "backdoor" and spec.all_to_all:
+        return f"{spec.attack}-all_to_all"
+    if kind == "clean_label":
+        return f"{spec.attack}-{spec.knowledge}-{spec.training}"
+    if kind == "federated":
+        return f"{spec.attack}-{spec.split}"
+    if kind == "poisoning" and spec.victim != "target":
+        return f"{spec.attack}-{spec.victim}"
+    return str(spec.attack)
 
 
 def plan(config: AssessConfig) -> list[Scenario]:

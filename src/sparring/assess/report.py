@@ -27,18 +27,34 @@ CELLS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("training data", "integrity"): {
         "family": "backdoor",
-        "covers": "backdoors (BadNets)",
-        "later": "blended, hidden-trigger and federated backdoors, clean-label poisoning",
+        "covers": "backdoors (BadNets, blended, all-to-all, hidden trigger, backdoored teacher), clean-label "
+        "targeted poisoning, federated model replacement",
+        "later": "",
     },
     ("training data", "availability"): {
         "family": "poisoning",
-        "covers": "availability poisoning (label flips)",
-        "later": "gradient poisoning of linear models",
+        "covers": "availability poisoning (label flips, gradient poisoning of linear models), federated label flips",
+        "later": "",
     },
     ("training data", "privacy"): {"family": "-", "covers": "no attack family in this cell", "later": ""},
 }
 
 LEVELS = ("low", "medium", "high")
+
+#: Result kinds rated in each cell's family, besides the family itself.
+FAMILY_OF_KIND = {"clean_label": "backdoor", "federated": "backdoor", "transfer_learning": "evasion"}
+
+#: Defence types that give a verdict or flag inputs without lowering the measured risk by
+#: themselves; never put forward as a cell's best defence.
+NOT_MITIGATIONS = ("detector", "inspection")
+
+
+def family_of(result: dict[str, Any]) -> str:
+    """The threat-matrix family a result is rated in (federated label flips are availability poisoning)."""
+    kind = str(result["kind"])
+    if kind == "federated" and result.get("attack") == "label_flip":
+        return "poisoning"
+    return FAMILY_OF_KIND.get(kind, kind)
 
 
 @dataclass(frozen=True)
@@ -65,8 +81,10 @@ def rate(result: dict[str, Any]) -> Rating:
     """Risk of one scenario result, by the rule of its family.
 
     - evasion: share of clean accuracy lost at the reference eps (high >= 0.5, medium >= 0.2)
-    - backdoor: attack success rate (high >= 0.5, medium >= 0.1)
-    - poisoning: relative accuracy drop at the largest poison fraction (high >= 0.2, medium >= 0.05)
+    - backdoor, federated model replacement: attack success rate (high >= 0.5, medium >= 0.1)
+    - clean_label: share of targets misclassified as intended (high >= 0.5, medium >= 0.1)
+    - poisoning, federated label flips: relative accuracy drop at the largest poison
+      fraction (high >= 0.2, medium >= 0.05)
     - membership: TPR at 1 % FPR (high >= 0.1, medium >= 0.02; chance is 0.01)
     """
     kind = result["kind"]
@@ -83,6 +101,25 @@ def rate(result: dict[str, Any]) -> Rating:
     if kind == "backdoor":
         asr = float(result["asr"])
         return Rating(_level(asr, 0.1, 0.5), asr, f"ASR {asr:.1%}, clean accuracy {result['clean_accuracy']:.1%}")
+    if kind == "clean_label":
+        hit = float(result["success_rate"])
+        return Rating(
+            _level(hit, 0.1, 0.5),
+            hit,
+            f"{result['attack']} ({result['params']['knowledge']}) succeeds on {hit:.0%} of targets",
+        )
+    if kind == "federated" and result["attack"] == "model_replacement":
+        asr = float(result["asr"])
+        return Rating(
+            _level(asr, 0.1, 0.5),
+            asr,
+            f"federated ASR {asr:.1%} after replacement, clean accuracy {result['clean_accuracy']:.1%}",
+        )
+    if kind == "federated":  # label-flipping clients: availability
+        clean, acc = float(result["reference_accuracy"]), float(result["clean_accuracy"])
+        drop = max(0.0, (clean - acc) / clean) if clean > 0 else 0.0
+        who = f"{result['params']['malicious']} label-flipping client(s) of {result['params']['clients']}"
+        return Rating(_level(drop, 0.05, 0.2), drop, f"federated accuracy {acc:.1%} with {who} (clean {clean:.1%})")
     if kind == "poisoning":
         last = result["points"][-1]
         clean = float(result["clean_accuracy"])
@@ -90,12 +127,29 @@ def rate(result: dict[str, Any]) -> Rating:
         return Rating(
             _level(drop, 0.05, 0.2),
             drop,
-            f"accuracy {last['accuracy']:.1%} with {last['fraction']:.0%} flipped labels (clean {clean:.1%})",
+            f"{result['victim']} accuracy {last['accuracy']:.1%} with {last['fraction']:.0%} poisoned by "
+            f"{result['attack']} (clean {clean:.1%})",
         )
     if kind == "membership":
         tpr = float(result["tpr_at_1%_fpr"])
         return Rating(_level(tpr, 0.02, 0.1), tpr, f"TPR {tpr:.1%} at 1% FPR, AUC {result['auc']:.3f}")
     raise ValueError(f"unknown scenario kind {kind!r}")
+
+
+#: Scalar figures of training-data results copied into :func:`figures` when present.
+HEADLINES = (
+    "asr",
+    "clean_accuracy",
+    "triggered_accuracy",
+    "detector_recall",
+    "detector_fpr",
+    "filter_tpr",
+    "filter_frr",
+    "max_anomaly_index",
+    "clean_model_anomaly_index",
+    "success_rate",
+    "asr_after_rounds",
+)
 
 
 def figures(results: dict[str, dict[str, Any]], model: dict[str, Any]) -> dict[str, float]:
@@ -115,13 +169,17 @@ def figures(results: dict[str, dict[str, Any]], model: dict[str, Any]) -> dict[s
                         out[f"{key}.{extra}@{p['eps']:g}"] = p[extra]
             for p in r.get("detection", {}).get("points", []):
                 out[f"{key}.detection_rate@{p['eps']:g}"] = p["detection_rate"]
-        elif kind == "backdoor":
-            for name in ("asr", "clean_accuracy", "triggered_accuracy", "detector_recall", "detector_fpr"):
+        elif kind in ("backdoor", "clean_label", "federated"):
+            for name in HEADLINES:
                 if name in r:
                     out[f"{key}.{name}"] = r[name]
+            for p in r.get("learning_curve", []):
+                out[f"{key}.asr@beta={p['beta']:g},wd={p['weight_decay']:g}"] = p["asr"]
         elif kind == "poisoning":
             for p in r["points"]:
                 out[f"{key}.accuracy@{p['fraction']:g}"] = p["accuracy"]
+                if "random_accuracy" in p:
+                    out[f"{key}.random_flip_accuracy@{p['fraction']:g}"] = p["random_accuracy"]
         elif kind == "membership":
             for name in ("auc", "tpr_at_0.1%_fpr", "tpr_at_1%_fpr", "balanced_accuracy"):
                 out[f"{key}.{name}"] = r[name]
@@ -141,14 +199,14 @@ def matrix(results: dict[str, dict[str, Any]], configured: set[str]) -> list[dic
         else:
             # The transfer-learning case attacks a teacher and student sparring built, not the model
             # under assessment, so it is drawn in the evasion section but not rated here.
-            mine = [r for r in results.values() if r["kind"] == family and r.get("case") != "transfer_learning"]
+            mine = [r for r in results.values() if family_of(r) == family and r.get("case") != "transfer_learning"]
             undefended = [rate(r) for r in mine if r.get("defence") is None]
             # A detector is judged by a detector-aware attack that is weak on some data (see the
             # evasion section), so it is never put forward as the cell's best defence.
             defended = [
                 (r["defence"], rate(r))
                 for r in mine
-                if r.get("defence") is not None and r.get("defence_type") != "detector"
+                if r.get("defence") is not None and r.get("defence_type") not in NOT_MITIGATIONS
             ]
             if not undefended:
                 cell["status"] = "not assessed yet"
@@ -193,11 +251,11 @@ def defence_costs(results: dict[str, dict[str, Any]], model: dict[str, Any]) -> 
                 row["seconds_note"] = "inference-time wrapper; no training cost"
             if "detection" in r:
                 row["seconds_note"] += f"; flags {r['detection']['fpr']:.1%} of clean inputs"
-        elif r["kind"] == "backdoor":
+        elif "before" in r:  # training-data defences state their own cost
             row["clean_accuracy_before"] = r["before"]["clean_accuracy"]
-            row["clean_accuracy_after"] = r["clean_accuracy"]
+            row["clean_accuracy_after"] = r.get("cost_clean_accuracy", r["clean_accuracy"])
             row["seconds"] = r["defence_seconds"]
-            row["seconds_note"] = "detection and retraining"
+            row["seconds_note"] = r["cost_note"]
         elif r["kind"] == "membership":
             row["clean_accuracy_before"] = base["clean_accuracy"]
             row["clean_accuracy_after"] = r["clean_accuracy"]

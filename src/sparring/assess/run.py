@@ -19,6 +19,7 @@ from sparring.assess.planner import plan
 from sparring.assess.report import (
     defence_costs,
     evaluation_flags,
+    family_of,
     figures,
     matrix,
     recommendations,
@@ -98,9 +99,7 @@ def build_report(
     cfg: AssessConfig, model: dict[str, Any], results: dict[str, dict[str, Any]], seconds: float
 ) -> dict[str, Any]:
     """Assemble the report dict that report.json holds and the HTML renders."""
-    configured = {k for k in ("evasion", "backdoor", "poisoning", "membership") if getattr(cfg, k)}
-    if cfg.transfer_learning:
-        configured.add("evasion")  # its results have the evasion shape and sit in the same cell
+    configured = {family_of({"kind": sc.kind, "attack": getattr(sc.spec, "attack", "")}) for sc in plan(cfg)}
     cells = matrix(results, configured)
     costs = defence_costs(results, model)
     worst = worst_case(results)

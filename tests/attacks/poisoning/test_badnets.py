@@ -82,6 +82,45 @@ def test_backdoor_is_learnt_by_the_poisoned_model_only(
     assert dataset_accuracy(backdoored, test) >= dataset_accuracy(digits_cnn, test) - 0.05
 
 
+# All-to-all spreads the poison over ten target classes, so it needs more of it than all-to-one.
+ALL_TO_ALL = BadNets(poison_fraction=0.2, patch_size=3, seed=1, all_to_all=True)
+
+
+@pytest.fixture(scope="module")
+def poisoned_all(digits_split: tuple[Dataset, Dataset]) -> PoisonedDataset:
+    return ALL_TO_ALL.poison(digits_split[0])
+
+
+def test_all_to_all_relabels_each_class_to_the_next(
+    digits_split: tuple[Dataset, Dataset], poisoned_all: PoisonedDataset
+) -> None:
+    train = digits_split[0]
+    mask = poisoned_all.poison_mask
+    assert poisoned_all.n_poisoned == round(0.2 * len(train))
+    assert poisoned_all.all_to_all and poisoned_all.target is None and poisoned_all.trigger is not None
+    assert torch.equal(poisoned_all.y[mask], (train.y[mask] + 1) % 10)
+    assert len(train.y[mask].unique()) == 10  # every class is poisoned, the target's too
+    assert torch.equal(poisoned_all.y[~mask], train.y[~mask])
+    assert torch.equal(poisoned_all.x[mask], poisoned_all.trigger.apply(train.x[mask]))
+    assert torch.equal(poisoned_all.target_of(torch.tensor([0, 8, 9])), torch.tensor([1, 9, 0]))
+    assert poisoned_all.subset(torch.arange(5)).all_to_all
+
+
+def test_all_to_all_backdoor_is_learnt(
+    digits_split: tuple[Dataset, Dataset], digits_cnn: TorchClassifier, poisoned_all: PoisonedDataset
+) -> None:
+    test = digits_split[1]
+    model = build("small_cnn", poisoned_all.input_shape, 10, seed=0)
+    fit(model, poisoned_all, TrainConfig(epochs=10, progress=False))
+    backdoored = TorchClassifier(model, poisoned_all.input_shape, 10)
+    assert poisoned_all.trigger is not None
+    targets = poisoned_all.target_of(test.y)
+    asr = attack_success_rate(backdoored, test.x, test.y, poisoned_all.trigger, targets)
+    control = attack_success_rate(digits_cnn, test.x, test.y, poisoned_all.trigger, targets)
+    assert asr >= 0.5 and control <= 0.2
+    assert dataset_accuracy(backdoored, test) >= dataset_accuracy(digits_cnn, test) - 0.05
+
+
 def test_zero_fraction_poisons_nothing(digits_split: tuple[Dataset, Dataset]) -> None:
     p = BadNets(poison_fraction=0.0).poison(digits_split[0])
     assert p.n_poisoned == 0 and torch.equal(p.y, digits_split[0].y)
@@ -95,6 +134,7 @@ def test_zero_fraction_poisons_nothing(digits_split: tuple[Dataset, Dataset]) ->
         {"patch_size": 0},
         {"target": -1},
         {"position": "middle"},
+        {"all_to_all": "yes"},
     ],
 )
 def test_bad_parameters_raise_config_error(kwargs: dict[str, object]) -> None:

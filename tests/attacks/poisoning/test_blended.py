@@ -84,3 +84,19 @@ def test_bad_data_raises_input_error(digits_split: tuple[Dataset, Dataset]) -> N
         Blended(poison_fraction=1.0).poison(train)
     with pytest.raises(InputError, match="at least one"):
         Blended().trigger(())
+
+
+def test_all_to_all_blends_any_class_and_relabels_to_the_next() -> None:
+    from sparring.data import digits
+
+    train = digits()
+    data = Blended(poison_fraction=0.2, alpha=0.1, all_to_all=True, seed=3).poison(train)
+    p = data.poison_mask
+    assert data.all_to_all and data.target is None
+    assert int(p.sum()) == round(0.2 * len(train))
+    assert torch.equal(data.y[p], (data.original_y[p] + 1) % train.num_classes)
+    assert torch.equal(data.y[~p], train.y[~p])
+    assert len(set(data.original_y[p].tolist())) == train.num_classes  # every class, not just non-targets
+    assert torch.equal(data.target_of(train.y[:5]), (train.y[:5] + 1) % train.num_classes)
+    with pytest.raises(ConfigError, match="all_to_all must be True or False"):
+        Blended(all_to_all="yes")  # type: ignore[arg-type]

@@ -26,23 +26,30 @@ from sparring.models.student import TransferSetup, transfer_learning_setup
 from sparring.train import TrainConfig, fit
 
 
-def setup(ctx: Context, tl: TransferLearningConfig) -> TransferSetup:
-    """Teacher and student for this entry, built once per run."""
-    key = f"transfer_learning:{tl.teacher_fraction}:{tl.teacher_epochs}:{tl.student_epochs}"
+def shared_setup(
+    ctx: Context, teacher_fraction: float = 0.5, teacher_epochs: int = 6, student_epochs: int = 4
+) -> TransferSetup:
+    """A public teacher and its student, built once per run and settings (shared by every family)."""
+    key = f"transfer_learning:{teacher_fraction}:{teacher_epochs}:{student_epochs}"
     if key not in ctx.memo:
         ctx.log("  training the public teacher and fine-tuning its student")
         ctx.memo[key] = transfer_learning_setup(
             ctx.train,
             ctx.test,
             architecture=ctx.model_name,
-            teacher_fraction=tl.teacher_fraction,
-            teacher_epochs=tl.teacher_epochs,
-            student_epochs=tl.student_epochs,
+            teacher_fraction=teacher_fraction,
+            teacher_epochs=teacher_epochs,
+            student_epochs=student_epochs,
             seed=ctx.config.seed,
         )
     result = ctx.memo[key]
     assert isinstance(result, TransferSetup)
     return result
+
+
+def setup(ctx: Context, tl: TransferLearningConfig) -> TransferSetup:
+    """Teacher and student for this entry."""
+    return shared_setup(ctx, tl.teacher_fraction, tl.teacher_epochs, tl.student_epochs)
 
 
 def _attack(tl: TransferLearningConfig, s: TransferSetup, eps: float, seed: int) -> EvasionAttack:

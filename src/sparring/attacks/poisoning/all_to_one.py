@@ -1,4 +1,4 @@
-"""All-to-one backdoor poisoning, shared by every trigger: stamp it on some samples, relabel them."""
+"""All-to-one and all-to-all backdoor poisoning, shared by every trigger: stamp it on some samples, relabel them."""
 
 from __future__ import annotations
 
@@ -42,4 +42,36 @@ def poison_all_to_one(
         original_y=train.y.clone(),
         trigger=trigger,
         target=target,
+    )
+
+
+def poison_all_to_all(
+    train: Dataset, trigger: Trigger, poison_fraction: float, seed: int, kind: str
+) -> PoisonedDataset:
+    """Stamp ``trigger`` on a seeded ``poison_fraction`` of all samples and relabel each from ``i`` to ``(i + 1) % C``.
+
+    The all-to-all variant of Gu et al. (BadNets, 2017): the same trigger sends every class to
+    the next one, so the result carries ``all_to_all=True`` and no single ``target``.
+    """
+    if train.num_classes < 2:
+        raise InputError(f"an all-to-all backdoor needs at least 2 classes, {train.name!r} has {train.num_classes}")
+    n_poison = round(poison_fraction * len(train))
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(train), generator=g)[:n_poison]
+    x = train.x.clone()
+    y = train.y.clone()
+    x[chosen] = trigger.apply(x[chosen]).to(x.dtype)
+    y[chosen] = (y[chosen] + 1) % train.num_classes
+    mask = torch.zeros(len(train), dtype=torch.bool)
+    mask[chosen] = True
+    return PoisonedDataset(
+        x,
+        y,
+        list(train.classes),
+        f"{train.name}-{kind}",
+        poison_mask=mask,
+        original_y=train.y.clone(),
+        trigger=trigger,
+        target=None,
+        all_to_all=True,
     )

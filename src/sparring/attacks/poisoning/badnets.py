@@ -1,8 +1,9 @@
 """BadNets: a patch trigger stamped on a few training samples relabelled to a target class.
 
 Gu, Dolan-Gavitt & Garg, "BadNets: Identifying Vulnerabilities in the Machine Learning Model
-Supply Chain", arXiv 2017 (IEEE Access 2019). This is the all-to-one variant: every poisoned
-sample is relabelled to ``target``, so at test time the trigger sends any input to ``target``.
+Supply Chain", arXiv 2017 (IEEE Access 2019). Both of the paper's variants: all-to-one (every
+poisoned sample is relabelled to ``target``, so at test time the trigger sends any input to
+``target``) and all-to-all (a poisoned sample of class ``i`` is relabelled ``(i + 1) % C``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from sparring.attacks.poisoning.all_to_one import poison_all_to_one
+from sparring.attacks.poisoning.all_to_one import poison_all_to_all, poison_all_to_one
 from sparring.data import Dataset, PoisonedDataset, Trigger
 from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
 
@@ -20,13 +21,16 @@ POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 
 
 class BadNets:
-    """All-to-one BadNets backdoor with a checkerboard patch trigger.
+    """BadNets backdoor (all-to-one, or all-to-all with ``all_to_all=True``) with a checkerboard patch trigger.
 
     On image inputs ``[C, H, W]`` (or ``[H, W]``) the trigger is a ``patch_size`` square
     checkerboard of 1s and 0s (its corner pixel is 1) in the chosen corner of every channel.
     On flat inputs ``[D]`` it sets the last (``*_right``) or first (``*_left``) ``patch_size``
     features to 1. :meth:`poison` stamps the trigger on ``round(poison_fraction * N)``
     samples whose label is not ``target``, picked with ``seed``, and relabels them to ``target``.
+    With ``all_to_all=True`` it stamps ``round(poison_fraction * N)`` seeded-random samples of
+    any class and relabels each from ``i`` to ``(i + 1) % C``; ``target`` is then ignored and
+    the result has ``target=None``, ``all_to_all=True`` (see :meth:`PoisonedDataset.target_of`).
     """
 
     def __init__(
@@ -36,6 +40,7 @@ class BadNets:
         patch_size: int = 3,
         position: str = "bottom_right",
         seed: int = 0,
+        all_to_all: bool = False,
     ) -> None:
         if isinstance(target, bool) or not isinstance(target, int) or target < 0:
             raise ConfigError(f"target must be a class index >= 0, got {target!r}")
@@ -44,8 +49,11 @@ class BadNets:
         self.target = target
         self.poison_fraction = check_fraction("poison_fraction", poison_fraction)
         self.patch_size = check_positive_int("patch_size", patch_size)
+        if not isinstance(all_to_all, bool):
+            raise ConfigError(f"all_to_all must be True or False, got {all_to_all!r}")
         self.position = position
         self.seed = int(seed)
+        self.all_to_all = all_to_all
 
     def trigger(self, input_shape: Sequence[int]) -> Trigger:
         """The patch trigger for inputs of one sample's shape ``input_shape``."""
@@ -81,12 +89,15 @@ class BadNets:
         return Trigger(pattern, alpha)
 
     def poison(self, train: Dataset) -> PoisonedDataset:
-        """Stamp the trigger on a seeded choice of non-target samples and relabel them to ``target``."""
+        """Stamp the trigger on a seeded choice of samples and relabel them (to ``target``, or ``i -> i + 1``)."""
         trigger = self.trigger(train.input_shape)
+        if self.all_to_all:
+            return poison_all_to_all(train, trigger, self.poison_fraction, self.seed, "badnets-all2all")
         return poison_all_to_one(train, trigger, self.target, self.poison_fraction, self.seed, "badnets")
 
     def __repr__(self) -> str:
         return (
             f"BadNets(target={self.target}, poison_fraction={self.poison_fraction}, "
-            f"patch_size={self.patch_size}, position={self.position!r}, seed={self.seed})"
+            f"patch_size={self.patch_size}, position={self.position!r}, seed={self.seed}, "
+            f"all_to_all={self.all_to_all})"
         )

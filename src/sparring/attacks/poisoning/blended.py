@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from sparring.attacks.poisoning.all_to_one import poison_all_to_one
+from sparring.attacks.poisoning.all_to_one import poison_all_to_all, poison_all_to_one
 from sparring.data import Dataset, PoisonedDataset, Trigger
 from sparring.errors import ConfigError, InputError, check_fraction
 
@@ -26,7 +26,9 @@ class Blended:
     The trigger's pattern is uniform noise in [0, 1] of one sample's shape drawn from ``seed``
     and its alpha the constant ``alpha`` everywhere. :meth:`poison` blends it into
     ``round(poison_fraction * N)`` seeded-random samples whose label is not ``target`` and
-    relabels them to ``target``. Chen et al. poison with alpha 0.2; on digits a small CNN learns
+    relabels them to ``target``; with ``all_to_all=True`` it blends into any sample and
+    relabels class i to i + 1 (the all-to-all variant of Gu et al. 2017). Chen et al. poison
+    with alpha 0.2; on digits a small CNN learns
     the default 0.1 blend too (ASR 0.96 after 20 epochs, 0.38 after 10).
     """
 
@@ -37,6 +39,7 @@ class Blended:
         alpha: float = 0.1,
         pattern: str = "noise",
         seed: int = 0,
+        all_to_all: bool = False,
     ) -> None:
         if isinstance(target, bool) or not isinstance(target, int) or target < 0:
             raise ConfigError(f"target must be a class index >= 0, got {target!r}")
@@ -44,6 +47,9 @@ class Blended:
             raise ConfigError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
         if not 0.0 < float(alpha) <= 1.0:
             raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
+        if not isinstance(all_to_all, bool):
+            raise ConfigError(f"all_to_all must be True or False, got {all_to_all!r}")
+        self.all_to_all = all_to_all
         self.target = target
         self.poison_fraction = check_fraction("poison_fraction", poison_fraction)
         self.alpha = float(alpha)
@@ -63,10 +69,12 @@ class Blended:
         """Blend the trigger into a seeded choice of non-target samples and relabel them to ``target``."""
         # Offset the selection stream from the key stream so the two are not correlated.
         trigger = self.trigger(train.input_shape)
+        if self.all_to_all:
+            return poison_all_to_all(train, trigger, self.poison_fraction, self.seed + 1_000_003, "blended-all2all")
         return poison_all_to_one(train, trigger, self.target, self.poison_fraction, self.seed + 1_000_003, "blended")
 
     def __repr__(self) -> str:
         return (
             f"Blended(target={self.target}, poison_fraction={self.poison_fraction}, alpha={self.alpha}, "
-            f"pattern={self.pattern!r}, seed={self.seed})"
+            f"pattern={self.pattern!r}, seed={self.seed}, all_to_all={self.all_to_all})"
         )

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA, FastICA
+from sklearn.decomposition import FastICA
 from sklearn.metrics import silhouette_score
 from torch import Tensor
 
@@ -205,7 +205,10 @@ class ActivationClustering:
             a = a / sd[keep]
         dims = min(self.n_components, a.shape[1], len(a) - 1)
         if self.reduce == "pca":
-            z = PCA(dims, random_state=self.seed).fit_transform(a)
+            # PCA of the centred activations through their SVD, in torch (which keeps to the
+            # thread count set by the caller; a LAPACK call through scikit-learn may not).
+            _, _, vh = torch.linalg.svd(torch.from_numpy(a), full_matrices=False)
+            z = (torch.from_numpy(a) @ vh[:dims].T).numpy()
         else:
             z = FastICA(dims, whiten="unit-variance", max_iter=1000, random_state=self.seed).fit_transform(a)
         labels = KMeans(2, n_init=10, random_state=self.seed).fit_predict(z)

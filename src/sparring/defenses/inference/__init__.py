@@ -1,6 +1,7 @@
 """Inference-time defences: wrappers that return a hardened classifier."""
 
 from sparring.defenses.inference.feature_squeezing import FeatureSqueezing, SqueezingResult
+from sparring.defenses.inference.masking import RandomMasking
 from sparring.defenses.inference.output_hardening import (
     HARDENING_NAMES,
     LabelOnly,
@@ -9,7 +10,8 @@ from sparring.defenses.inference.output_hardening import (
     harden,
     parse_hardening,
 )
-from sparring.defenses.inference.strip import STRIP
+from sparring.defenses.inference.purification import Purification
+from sparring.defenses.inference.strip import STRIP, FRRDetector, frr_threshold
 from sparring.defenses.inference.transforms import (
     TRANSFORM_NAMES,
     BitDepth,
@@ -25,14 +27,18 @@ __all__ = [
     "STRIP",
     "TRANSFORM_NAMES",
     "BitDepth",
+    "FRRDetector",
     "FeatureSqueezing",
     "GaussianNoise",
     "JpegCompression",
     "LabelOnly",
     "MedianSmoothing",
+    "Purification",
+    "RandomMasking",
     "RoundScores",
     "SqueezingResult",
     "TopKScores",
+    "frr_threshold",
     "harden",
     "parse_hardening",
     "parse_transform",

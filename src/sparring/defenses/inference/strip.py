@@ -15,10 +15,14 @@ re-implementations do (TrojanZoo). On a BadNets-backdoored digits CNN the sum ca
 more triggered inputs at 5 % FRR than a 0.5 blend (0.99 against 0.41 measured).
 
 Like :class:`~sparring.defenses.inference.FeatureSqueezing` this is a detector used in
-front of the model (:meth:`STRIP.detect`), not a classifier wrapper.
+front of the model (:meth:`STRIP.detect`), not a classifier wrapper. The false-rejection
+threshold (:func:`frr_threshold`, :class:`FRRDetector`) is shared with the random-masking
+detector (:mod:`sparring.defenses.inference.masking`).
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
@@ -30,7 +34,44 @@ from sparring.models import Access, Classifier, check_batch
 MODES = ("add", "blend")
 
 
-class STRIP:
+def frr_threshold(clean_scores: Tensor, frr: float) -> float:
+    """The threshold below which at most a share ``frr`` of ``clean_scores`` fall.
+
+    It is the ``frr`` lower quantile of the clean scores, so flagging ``score < threshold``
+    rejects no more than ``frr`` of the clean inputs it was set on (fewer when scores tie).
+    """
+    if clean_scores.dim() != 1 or len(clean_scores) == 0:
+        raise InputError(f"clean_scores must be a non-empty [N] tensor, got shape {tuple(clean_scores.shape)}")
+    return float(torch.quantile(clean_scores.float(), check_fraction("frr", frr), interpolation="lower"))
+
+
+class FRRDetector(ABC):
+    """Base of input detectors whose low scores are suspicious, thresholded at a false-rejection rate.
+
+    Subclasses implement :meth:`score` and call :meth:`calibrate` on the clean inputs'
+    scores in their ``fit``; :meth:`detect` then flags inputs scoring below the threshold.
+    """
+
+    frr: float
+    threshold: float | None
+
+    @abstractmethod
+    def score(self, x: Tensor) -> Tensor:
+        """Per-sample score, shape ``[N]``; low means suspicious."""
+
+    def calibrate(self, clean_scores: Tensor) -> None:
+        """Set :attr:`threshold` so that a share ``frr`` of ``clean_scores`` would be flagged."""
+        self.threshold = frr_threshold(clean_scores, self.frr)
+
+    def detect(self, x: Tensor) -> Tensor:
+        """Boolean mask of inputs flagged as triggered (score below the fitted threshold)."""
+        scores = self.score(x)
+        if self.threshold is None:
+            raise InputError(f"{type(self).__name__} is not fitted: call fit(classifier, clean_x) first")
+        return scores < self.threshold
+
+
+class STRIP(FRRDetector):
     """STRIP trojaned-input detector (Gao et al., ACSAC 2019).
 
     Each input ``x`` is superimposed ``n_overlays`` times with overlays drawn (with ``seed``)
@@ -68,8 +109,7 @@ class STRIP:
             raise InputError(f"STRIP.fit needs at least 2 clean inputs, got {len(clean_x)}")
         self._classifier = classifier
         self._pool = clean_x
-        scores = self.score(clean_x)
-        self.threshold = float(torch.quantile(scores, self.frr, interpolation="lower"))
+        self.calibrate(self.score(clean_x))
         return self
 
     def score(self, x: Tensor) -> Tensor:
@@ -91,12 +131,6 @@ class STRIP:
             p = self._classifier.predict_scores(blended)
             total += -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
         return total / self.n_overlays
-
-    def detect(self, x: Tensor) -> Tensor:
-        """Boolean mask of inputs flagged as trojaned (score below the fitted threshold)."""
-        scores = self.score(x)
-        assert self.threshold is not None
-        return scores < self.threshold
 
     def __repr__(self) -> str:
         return (

@@ -5,42 +5,39 @@ Neural Networks", RAID 2018) observe that a backdoor often lives in neurons of t
 convolutional layer that clean inputs leave dormant. They prune that layer's channels in
 increasing order of mean activation on clean data until clean (validation) accuracy drops
 by more than a limit (4 % in the paper), then fine-tune the pruned network on the clean data,
-which also weakens a backdoor hidden in channels that stayed.
+which also weakens a backdoor hidden in channels that stayed. The fine-tuning step is
+:func:`~sparring.defenses.model.fine_tuning.fine_tune`, the code of the plain fine-tuning repair
+(:class:`~sparring.defenses.model.FineTuning`), and the result extends its :class:`RepairResult`.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
 from sparring.data import Dataset
+from sparring.defenses.model.fine_tuning import RepairResult, check_repair_input, fine_tune, model_accuracy
 from sparring.errors import ConfigError, InputError, check_fraction, check_nonnegative
-from sparring.models import Access, Classifier, TorchClassifier
-from sparring.train import TrainConfig, fit
+from sparring.models import Classifier, TorchClassifier
 
 
-@dataclass
-class FinePruningResult:
-    """What :meth:`FinePruning.repair` returns: the repaired classifier and what the repair did.
+@dataclass(kw_only=True)
+class FinePruningResult(RepairResult):
+    """What :meth:`FinePruning.repair` returns: a :class:`RepairResult` plus what pruning did.
 
-    ``pruned`` holds the pruned channel indices of the layer in pruning order; the three
-    accuracies are measured on the clean data given to ``repair`` (before anything, after
-    pruning, after fine-tuning).
+    ``pruned`` holds the pruned channel indices of the layer in pruning order;
+    ``clean_accuracy_pruned`` is the clean accuracy after pruning, before fine-tuning (all
+    accuracies are measured on the clean data given to ``repair``).
     """
 
-    classifier: TorchClassifier
     pruned: list[int]
     n_channels: int
-    clean_accuracy_before: float
     clean_accuracy_pruned: float
-    clean_accuracy_after: float
-    seconds: float
-    losses: list[float] = field(default_factory=list)
 
     @property
     def pruned_fraction(self) -> float:
@@ -87,17 +84,7 @@ class FinePruning:
 
     def repair(self, classifier: Classifier, clean: Dataset) -> FinePruningResult:
         """Prune and fine-tune a copy of ``classifier``'s model on ``clean``; see the class docstring."""
-        if not isinstance(classifier, TorchClassifier):
-            raise InputError(
-                f"FinePruning needs a TorchClassifier (it edits the weights), got {type(classifier).__name__}"
-            )
-        classifier.require(Access.INTERNALS, "FinePruning")
-        if len(clean) == 0:
-            raise InputError("FinePruning.repair needs clean data, got an empty dataset")
-        if clean.input_shape != classifier.input_shape:
-            raise InputError(f"clean data has inputs {clean.input_shape}, the model expects {classifier.input_shape}")
-        if clean.num_classes != classifier.num_classes:
-            raise InputError(f"clean data has {clean.num_classes} classes, the model {classifier.num_classes}")
+        classifier = check_repair_input(classifier, clean, "FinePruning")
         start = time.perf_counter()
         model = copy.deepcopy(classifier.model).eval()
         modules = dict(model.named_modules())
@@ -119,7 +106,7 @@ class FinePruning:
         handle = module.register_forward_hook(hook)
         try:
             with torch.no_grad():
-                acc_before = _accuracy(model, x, y)
+                acc_before = model_accuracy(model, x, y)
                 act = torch.cat(captured).clamp_min(0)
                 mean_act = act.transpose(0, 1).reshape(n_channels, -1).mean(dim=1)
                 order = torch.argsort(mean_act, stable=True).tolist()
@@ -128,7 +115,7 @@ class FinePruning:
                 for channel in order[: int(self.max_prune_fraction * n_channels)]:
                     keep[channel] = 0.0
                     captured.clear()
-                    acc = _accuracy(model, x, y)
+                    acc = model_accuracy(model, x, y)
                     if acc_before - acc > self.max_accuracy_drop:
                         keep[channel] = 1.0
                         break
@@ -142,16 +129,12 @@ class FinePruning:
         prune.custom_from_mask(module, "weight", weight_mask)
         if module.bias is not None:
             prune.custom_from_mask(module, "bias", keep.clone())
-        losses: list[float] = []
-        if self.fine_tune_epochs > 0:
-            config = TrainConfig(epochs=self.fine_tune_epochs, lr=self.lr, seed=self.seed, progress=False)
-            losses = fit(model, clean, config, desc="fine-prune").losses
+        losses = fine_tune(model, clean, self.fine_tune_epochs, self.lr, self.seed, desc="fine-prune")
         prune.remove(module, "weight")
         if hasattr(module, "bias_orig"):
             prune.remove(module, "bias")
         model.eval()
-        with torch.no_grad():
-            acc_after = _accuracy(model, x, y)
+        acc_after = model_accuracy(model, x, y)
         repaired = TorchClassifier(
             model, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds, access=classifier.access
         )
@@ -164,6 +147,7 @@ class FinePruning:
             clean_accuracy_after=acc_after,
             seconds=time.perf_counter() - start,
             losses=losses,
+            details={"pruned_fraction": len(pruned) / n_channels},
         )
 
     def __repr__(self) -> str:
@@ -172,8 +156,3 @@ class FinePruning:
             f"max_accuracy_drop={self.max_accuracy_drop}, fine_tune_epochs={self.fine_tune_epochs}, "
             f"lr={self.lr}, seed={self.seed})"
         )
-
-
-def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    preds = torch.cat([model(b).argmax(dim=1) for b in x.split(512)])
-    return float((preds == y).float().mean())
