@@ -28,6 +28,7 @@ CONFIG: dict[str, Any] = {
             "poison_fraction": 0.1,
             "target": 0,
             "clean_fraction": 0.1,
+            "inspection_steps": 100,
             "defenses": [
                 "strip",
                 "random_masking",
@@ -45,7 +46,7 @@ CONFIG: dict[str, Any] = {
     "poisoning": [
         {"attack": "loss_label_flip", "fraction": [0.3]},
         {"attack": "label_flip", "fraction": [0.3], "defenses": ["knn_label_consistency"]},
-        {"attack": "gradient", "model": "logistic_regression", "fraction": [0.2]},
+        {"attack": "gradient", "model": "logistic_regression", "fraction": [0.1], "steps": 20},
     ],
     "clean_label": [
         {"attack": "bullseye_polytope", "knowledge": "white_box", "targets": 2, "n_poisons": 3},

@@ -244,21 +244,29 @@ def _purify(ctx: Context, sc: Scenario, v: _Victim) -> dict[str, Any]:
     return {**out, "defence_seconds": seconds, "cost_note": "saliency, masking and filling at every query"}
 
 
-def _neural_cleanse(ctx: Context, regulariser: str = "neural_cleanse") -> Any:
-    """Neural Cleanse at 300 optimisation steps (all classes at once): enough to flag mnist5k BadNets."""
+def _neural_cleanse(ctx: Context, sc: Scenario, regulariser: str = "neural_cleanse") -> Any:
+    """Neural Cleanse (all classes optimised at once) with the entry's ``inspection_steps``."""
     from sparring.defenses.model.neural_cleanse import NeuralCleanse
 
-    return NeuralCleanse(steps=300, regulariser=regulariser, seed=ctx.config.seed)
+    return NeuralCleanse(steps=_spec(sc).inspection_steps, regulariser=regulariser, seed=ctx.config.seed)
+
+
+def _inspection(ctx: Context, sc: Scenario, v: _Victim, regulariser: str, clf: Classifier, which: str) -> Any:
+    """One inspection per entry, regulariser and model (unlearning reuses Neural Cleanse's)."""
+    key = f"backdoor-{sc.index}-{regulariser}-{which}"
+    if key not in ctx.memo:
+        trusted = _trusted_clean(ctx, v, _spec(sc).clean_fraction)
+        ctx.log(f"    {regulariser}: reconstructing a trigger per class on the {which} model")
+        ctx.memo[key] = _neural_cleanse(ctx, sc, regulariser).inspect(clf, trusted)
+    return ctx.memo[key]
 
 
 def _inspect(ctx: Context, sc: Scenario, v: _Victim) -> dict[str, Any]:
     bd = _spec(sc)
-    trusted = _trusted_clean(ctx, v, bd.clean_fraction)
-    inspector = _neural_cleanse(ctx, "tabor" if sc.defence == "tabor" else "neural_cleanse")
-    ctx.log(f"    {sc.defence}: reconstructing a trigger per class on the backdoored and the clean model")
-    found = inspector.inspect(v.classifier, trusted)
-    clean_clf, _ = ctx.target() if bd.attack not in TRANSFER_BACKDOORS else (_clean_student(ctx, sc), 0.0)
-    control = inspector.inspect(clean_clf, trusted)
+    regulariser = "tabor" if sc.defence == "tabor" else "neural_cleanse"
+    found = _inspection(ctx, sc, v, regulariser, v.classifier, "backdoored")
+    clean_clf = _clean_student(ctx, sc) if bd.attack in TRANSFER_BACKDOORS else ctx.target()[0]
+    control = _inspection(ctx, sc, v, regulariser, clean_clf, "clean")
     shown = found.flagged_classes[0] if found.flagged_classes else int(found.anomaly_index.argmax())
     trigger = found.trigger_image(shown)
     return {
@@ -292,16 +300,20 @@ def _repair(ctx: Context, sc: Scenario, v: _Victim) -> dict[str, Any]:
     repairer: Any
     if sc.defence == "fine_pruning":
         repairer = FinePruning(layer=_last_conv(v.classifier), seed=ctx.config.seed)
-    elif sc.defence == "unlearning":  # Neural Cleanse's repair: unlearn the reversed trigger
-        repairer = _neural_cleanse(ctx)
     else:
         repairer = FineTuning(seed=ctx.config.seed)
     ctx.log(f"    {sc.defence}: repairing on {len(trusted)} trusted clean samples")
-    result = repairer.repair(v.classifier, trusted)
+    if sc.defence == "unlearning":  # Neural Cleanse's repair: unlearn the reversed trigger
+        found = _inspection(ctx, sc, v, "neural_cleanse", v.classifier, "backdoored")
+        result = _neural_cleanse(ctx, sc).repair(v.classifier, trusted, inspection=found)
+        seconds = found.seconds + result.seconds
+    else:
+        result = repairer.repair(v.classifier, trusted)
+        seconds = result.seconds
     return {
         **_figures(result.classifier, v),
         "trusted_samples": len(trusted),
-        "defence_seconds": result.seconds,
+        "defence_seconds": seconds,
         "cost_note": f"repair on {len(trusted)} trusted clean samples",
     }
 

@@ -32,7 +32,7 @@ def _poison(ctx: Context, pc: PoisoningConfig, fraction: float, attack: str | No
     seed = ctx.config.seed
     name = attack or pc.attack
     if name == "gradient":
-        return GradientPoisoning(model=pc.victim, fraction=fraction, seed=seed).poison(ctx.train)
+        return GradientPoisoning(model=pc.victim, fraction=fraction, steps=pc.steps, seed=seed).poison(ctx.train)
     if name == "loss_label_flip":
         return LossLabelFlip(fraction=fraction, seed=seed).poison(ctx.train)
     if name == "targeted_label_flip":
@@ -57,9 +57,9 @@ def _trainer(ctx: Context, sc: Scenario) -> Any:
     if pc.victim == "target":
 
         def train_target(data: Dataset, name: str) -> tuple[Classifier, float]:
-            return ctx.cached_model(
-                f"poisoning-{sc.index}-{name}", {"name": name}, lambda: ctx.train_standard(data)
-            )
+            if name == "clean":
+                return ctx.target()
+            return ctx.cached_model(f"poisoning-{sc.index}-{name}", {"name": name}, lambda: ctx.train_standard(data))
 
         return train_target
     from sparring.attacks.poisoning.gradient import fit_linear
