@@ -83,6 +83,7 @@ def test_training_example_covers_every_training_data_family_and_defence() -> Non
         (with_(federated=[{"split": "dirichlet:0"}]), r"federated\[0\]\.split: split must be 'iid' or"),
         (with_(federated=[{"clients": 4, "malicious": 4}]), "malicious must be fewer than clients"),
         (with_(federated=[{"defenses": ["krum"]}]), "unknown federated defence 'krum'"),
+        (with_(federated=[{"defenses": ["clipping:-1"]}]), "clipping noise must be a number >= 0"),
         (
             with_(model={"factory": "m:build"}, clean_label=[{}]),
             r"clean_label trains a zoo teacher and student",

@@ -130,7 +130,9 @@ def test_report_has_the_training_data_section(report: dict[str, Any]) -> None:
     ):
         assert text in page, text
     cell = next(c for c in report["matrix"] if c["row"] == "training data" and c["column"] == "integrity")
-    assert cell["level"] == "high" and cell["defended"]["level"] in ("low", "medium")
+    assert cell["level"] == "high"
+    # with defences, the cell is never safer than an attack no defence was assessed against
+    assert cell["defended"]["value"] >= report["scenarios"]["backdoor.badnets-all_to_all"]["asr"]
     f = report["figures"]
     assert f["backdoor.badnets+strip.filter_tpr"] > 0.8
     assert "federated.model_replacement-iid.asr" in f

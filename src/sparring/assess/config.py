@@ -506,6 +506,13 @@ FEDERATED_ATTACKS = ("model_replacement", "label_flip")
 FEDERATED_DEFENCES = ("median", "trimmed_mean", "clipping")
 
 
+def _is_nonnegative(text: str) -> bool:
+    try:
+        return float(text) >= 0.0
+    except ValueError:
+        return False
+
+
 class FederatedConfig(_Strict):
     """A FedAvg simulation with malicious clients and robust aggregation.
 
@@ -515,8 +522,9 @@ class FederatedConfig(_Strict):
     2020: a BadNets backdoor, update boosted to replace the global model, in
     ``attack_round``) or ``label_flip`` (random labels, every round). Defences: coordinate
     ``median``, ``trimmed_mean`` (Yin et al., ICML 2018), norm ``clipping`` at the median
-    benign update norm (Sun et al. 2019). The model-replacement attacker trains
-    ``attack_epochs`` local epochs, as Bagdasaryan et al.'s attacker trains longer.
+    benign update norm, ``clipping:SIGMA`` with Gaussian noise of that scale (Sun et al.
+    2019). The model-replacement attacker trains ``attack_epochs`` local epochs, as
+    Bagdasaryan et al.'s attacker trains longer.
     """
 
     attack: str = "model_replacement"
@@ -555,7 +563,14 @@ class FederatedConfig(_Strict):
     @field_validator("defenses")
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
-        return _check_names(v, list(FEDERATED_DEFENCES), "federated defence")
+        _check_names(v, list(FEDERATED_DEFENCES), "federated defence")
+        for spec in v:
+            name, _, arg = spec.partition(":")
+            if arg and name != "clipping":
+                raise ValueError(f"{name} takes no argument, got {spec!r}")
+            if arg and not _is_nonnegative(arg):
+                raise ValueError(f"clipping noise must be a number >= 0, e.g. 'clipping:0.002', got {spec!r}")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> FederatedConfig:

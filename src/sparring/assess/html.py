@@ -69,7 +69,8 @@ def _matrix(cells: list[dict[str, Any]]) -> str:
                 inner = f"<b>{_esc(c['covers'])}</b><br>{_tag(c['level'])} {_esc(c['text'])}"
                 if "defended" in c:
                     d = c["defended"]
-                    inner += f"<br>with {_esc(d['defence'])}: {_tag(d['level'])} {_esc(d['text'])}"
+                    who = f"{d['undefended_entry']} (no defence assessed)" if "undefended_entry" in d else d["defence"]
+                    inner += f"<br>with defences, worst case {_esc(who)}: {_tag(d['level'])} {_esc(d['text'])}"
                 if c["not_assessed"]:
                     inner += f'<br><span class="muted">not assessed yet: {_esc(c["not_assessed"])}</span>'
             else:

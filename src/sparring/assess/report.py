@@ -186,6 +186,28 @@ def figures(results: dict[str, dict[str, Any]], model: dict[str, Any]) -> dict[s
     return {k: float(v) for k, v in out.items()}
 
 
+def _defended(results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The cell's risk with defences: per attack entry its best defence, then the worst over entries.
+
+    An entry with no mitigating defence keeps its undefended risk, so the cell never looks
+    safer than its least defended attack. A detector or an inspection is never a mitigation
+    here: it flags inputs or gives a verdict, judged by its own figures (see the sections).
+    None when no entry has a mitigating defence.
+    """
+    entries: dict[str, list[tuple[str | None, Rating]]] = {}
+    for key, r in results.items():
+        if r.get("defence") is None or r.get("defence_type") not in NOT_MITIGATIONS:
+            entries.setdefault(key.split("+", 1)[0], []).append((r.get("defence"), rate(r)))
+    if not any(d is not None for options in entries.values() for d, _ in options):
+        return None
+    best = {base: min(options, key=lambda o: (o[1].value, o[0] is None)) for base, options in entries.items()}
+    base, (name, rating) = max(best.items(), key=lambda b: b[1][1].value)
+    out = {"defence": name or "none", "level": rating.level, "value": rating.value, "text": rating.text}
+    if name is None:
+        out["undefended_entry"] = base
+    return out
+
+
 def matrix(results: dict[str, dict[str, Any]], configured: set[str]) -> list[dict[str, Any]]:
     """One entry per threat-matrix cell: undefended risk, best risk with a defence, and what is not assessed."""
     cells = []
@@ -199,24 +221,19 @@ def matrix(results: dict[str, dict[str, Any]], configured: set[str]) -> list[dic
         else:
             # The transfer-learning case attacks a teacher and student sparring built, not the model
             # under assessment, so it is drawn in the evasion section but not rated here.
-            mine = [r for r in results.values() if family_of(r) == family and r.get("case") != "transfer_learning"]
-            undefended = [rate(r) for r in mine if r.get("defence") is None]
-            # A detector is judged by a detector-aware attack that is weak on some data (see the
-            # evasion section), so it is never put forward as the cell's best defence.
-            defended = [
-                (r["defence"], rate(r))
-                for r in mine
-                if r.get("defence") is not None and r.get("defence_type") not in NOT_MITIGATIONS
-            ]
+            mine = {
+                k: r for k, r in results.items() if family_of(r) == family and r.get("case") != "transfer_learning"
+            }
+            undefended = [rate(r) for r in mine.values() if r.get("defence") is None]
             if not undefended:
                 cell["status"] = "not assessed yet"
                 cells.append(cell)
                 continue
             worst = max(undefended, key=lambda x: x.value)
             cell.update(status="measured", level=worst.level, value=worst.value, text=worst.text)
-            if defended:
-                name, best = min(defended, key=lambda d: d[1].value)
-                cell["defended"] = {"defence": name, "level": best.level, "value": best.value, "text": best.text}
+            defended = _defended(mine)
+            if defended is not None:
+                cell["defended"] = defended
         cells.append(cell)
     return cells
 
@@ -274,7 +291,13 @@ def recommendations(cells: list[dict[str, Any]], costs: list[dict[str, Any]]) ->
             continue
         d = c.get("defended")
         what = c["covers"]
-        if d and LEVELS.index(d["level"]) < LEVELS.index(c["level"]):
+        if d and "undefended_entry" in d:
+            out.append(
+                f"{what}: {c['level']} risk ({c['text']}); with the assessed defences, {d['undefended_entry']} "
+                f"remains at {d['level']} ({d['text']}) and no defence was assessed against it: add one to the "
+                "config."
+            )
+        elif d and LEVELS.index(d["level"]) < LEVELS.index(c["level"]):
             cost = next((x for x in costs if x["defence"] == d["defence"]), None)
             price = ""
             if cost is not None and "clean_accuracy_after" in cost:

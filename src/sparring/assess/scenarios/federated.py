@@ -60,8 +60,9 @@ def _aggregator(name: str | None, warm: FederatedResult, seed: int) -> Aggregato
         return CoordinateMedian()
     if name == "trimmed_mean":
         return TrimmedMean(0.1)
-    if name == "clipping":  # Sun et al.: clip at the typical benign update norm
-        return NormClipping(float(warm.history[-1]["median_update_norm"]))
+    if name is not None and name.startswith("clipping"):  # Sun et al.: clip at the typical benign norm
+        sigma = float(name.partition(":")[2] or 0.0)  # "clipping:SIGMA" adds weak Gaussian noise
+        return NormClipping(float(warm.history[-1]["median_update_norm"]), noise_sigma=sigma, seed=seed)
     return None
 
 
