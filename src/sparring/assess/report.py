@@ -190,7 +190,8 @@ def _defended(results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The cell's risk with defences: per attack entry its best defence, then the worst over entries.
 
     An entry with no mitigating defence keeps its undefended risk, so the cell never looks
-    safer than its least defended attack. A detector or an inspection is never a mitigation
+    safer than its least defended attack; an entry's best defence counts even when it makes
+    things worse. A detector or an inspection is never a mitigation
     here: it flags inputs or gives a verdict, judged by its own figures (see the sections).
     None when no entry has a mitigating defence.
     """
@@ -200,7 +201,10 @@ def _defended(results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
             entries.setdefault(key.split("+", 1)[0], []).append((r.get("defence"), rate(r)))
     if not any(d is not None for options in entries.values() for d, _ in options):
         return None
-    best = {base: min(options, key=lambda o: (o[1].value, o[0] is None)) for base, options in entries.items()}
+    best = {
+        base: min([o for o in options if o[0] is not None] or options, key=lambda o: o[1].value)
+        for base, options in entries.items()
+    }
     base, (name, rating) = max(best.items(), key=lambda b: b[1][1].value)
     out = {"defence": name or "none", "level": rating.level, "value": rating.value, "text": rating.text}
     if name is None:
