@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from sparring.data import Dataset, PoisonedDataset, Trigger
 from sparring.errors import InputError
@@ -27,22 +28,7 @@ def poison_all_to_one(
         )
     g = torch.Generator().manual_seed(seed)
     chosen = candidates[torch.randperm(len(candidates), generator=g)[:n_poison]]
-    x = train.x.clone()
-    y = train.y.clone()
-    x[chosen] = trigger.apply(x[chosen]).to(x.dtype)
-    y[chosen] = target
-    mask = torch.zeros(len(train), dtype=torch.bool)
-    mask[chosen] = True
-    return PoisonedDataset(
-        x,
-        y,
-        list(train.classes),
-        f"{train.name}-{kind}",
-        poison_mask=mask,
-        original_y=train.y.clone(),
-        trigger=trigger,
-        target=target,
-    )
+    return _stamped(train, chosen, torch.full_like(chosen, target), trigger, f"{train.name}-{kind}", target)
 
 
 def poison_all_to_all(
@@ -58,20 +44,31 @@ def poison_all_to_all(
     n_poison = round(poison_fraction * len(train))
     g = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(train), generator=g)[:n_poison]
+    new_labels = (train.y[chosen] + 1) % train.num_classes
+    return _stamped(train, chosen, new_labels, trigger, f"{train.name}-{kind}", None)
+
+
+def _stamped(
+    train: Dataset, chosen: Tensor, new_labels: Tensor, trigger: Trigger, name: str, target: int | None
+) -> PoisonedDataset:
+    """``train`` with ``trigger`` stamped on the ``chosen`` samples, relabelled to ``new_labels``.
+
+    ``target`` None means all-to-all (each sample has its own target).
+    """
     x = train.x.clone()
     y = train.y.clone()
     x[chosen] = trigger.apply(x[chosen]).to(x.dtype)
-    y[chosen] = (y[chosen] + 1) % train.num_classes
+    y[chosen] = new_labels
     mask = torch.zeros(len(train), dtype=torch.bool)
     mask[chosen] = True
     return PoisonedDataset(
         x,
         y,
         list(train.classes),
-        f"{train.name}-{kind}",
+        name,
         poison_mask=mask,
         original_y=train.y.clone(),
         trigger=trigger,
-        target=None,
-        all_to_all=True,
+        target=target,
+        all_to_all=target is None,
     )

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from sparring.defenses.inference.strip import FRRDetector
 from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
-from sparring.models import Access, Classifier, check_batch
+from sparring.models import check_batch
 from sparring.progress import bar
 
 
@@ -79,24 +79,12 @@ class RandomMasking(FRRDetector):
         if patch <= 0.0:
             raise ConfigError(f"patch must lie in (0, 1] (a fraction of the image side), got {patch}")
         self.patch = patch
-        self.frr = check_fraction("frr", frr)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
-        self.threshold: float | None = None
-        self._classifier: Classifier | None = None
+        super().__init__(frr, seed)
         self._fill: Tensor | None = None
 
-    def fit(self, classifier: Classifier, clean_x: Tensor) -> RandomMasking:
-        """Take the fill value (mean of ``clean_x``) and set the threshold at the FRR on ``clean_x``."""
-        classifier.require(Access.SCORES, "RandomMasking")
-        clean_x = check_batch(clean_x, classifier.input_shape, "clean_x")
-        if len(clean_x) < 2:
-            raise InputError(f"RandomMasking.fit needs at least 2 clean inputs, got {len(clean_x)}")
-        self._classifier = classifier
+    def _remember(self, clean_x: Tensor) -> None:
+        """Masked regions are filled with the mean clean input."""
         self._fill = clean_x.mean(dim=0)
-        self.calibrate(self.score(clean_x))
-        return self
 
     def score(self, x: Tensor) -> Tensor:
         """Per-sample score of the predictions on masked copies, shape ``[N]`` (low = suspicious)."""

@@ -23,6 +23,7 @@ detector (:mod:`sparring.defenses.inference.masking`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Self
 
 import torch
 from torch import Tensor
@@ -48,12 +49,34 @@ def frr_threshold(clean_scores: Tensor, frr: float) -> float:
 class FRRDetector(ABC):
     """Base of input detectors whose low scores are suspicious, thresholded at a false-rejection rate.
 
-    Subclasses implement :meth:`score` and call :meth:`calibrate` on the clean inputs'
-    scores in their ``fit``; :meth:`detect` then flags inputs scoring below the threshold.
+    Subclasses implement :meth:`_remember` and :meth:`score`; :meth:`fit` checks the clean
+    inputs and calibrates on their scores, and :meth:`detect` flags inputs scoring below the
+    threshold.
     """
 
-    frr: float
-    threshold: float | None
+    def __init__(self, frr: float, seed: int) -> None:
+        self.frr = check_fraction("frr", frr)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
+        self.seed = seed
+        self.threshold: float | None = None
+        self._classifier: Classifier | None = None
+
+    def fit(self, classifier: Classifier, clean_x: Tensor) -> Self:
+        """Keep what scoring needs from ``clean_x`` and set the threshold at the FRR on ``clean_x``."""
+        name = type(self).__name__
+        classifier.require(Access.SCORES, name)
+        clean_x = check_batch(clean_x, classifier.input_shape, "clean_x")
+        if len(clean_x) < 2:
+            raise InputError(f"{name}.fit needs at least 2 clean inputs, got {len(clean_x)}")
+        self._classifier = classifier
+        self._remember(clean_x)
+        self.calibrate(self.score(clean_x))
+        return self
+
+    @abstractmethod
+    def _remember(self, clean_x: Tensor) -> None:
+        """Keep what :meth:`score` needs from the clean inputs (overlay pool, fill value)."""
 
     @abstractmethod
     def score(self, x: Tensor) -> Tensor:
@@ -93,24 +116,12 @@ class STRIP(FRRDetector):
         if not 0.0 < alpha < 1.0:
             raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha}")
         self.alpha = alpha
-        self.frr = check_fraction("frr", frr)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
-        self.threshold: float | None = None
-        self._classifier: Classifier | None = None
+        super().__init__(frr, seed)
         self._pool: Tensor | None = None
 
-    def fit(self, classifier: Classifier, clean_x: Tensor) -> STRIP:
-        """Keep ``clean_x`` as the overlay pool and set the threshold at the FRR on ``clean_x``."""
-        classifier.require(Access.SCORES, "STRIP")
-        clean_x = check_batch(clean_x, classifier.input_shape, "clean_x")
-        if len(clean_x) < 2:
-            raise InputError(f"STRIP.fit needs at least 2 clean inputs, got {len(clean_x)}")
-        self._classifier = classifier
+    def _remember(self, clean_x: Tensor) -> None:
+        """The clean inputs are the overlay pool."""
         self._pool = clean_x
-        self.calibrate(self.score(clean_x))
-        return self
 
     def score(self, x: Tensor) -> Tensor:
         """Per-sample mean entropy of the predictions on superimposed copies, shape ``[N]`` (low = suspicious)."""
