@@ -31,8 +31,9 @@ from sparring.attacks.poisoning.teacher import TeacherBackdoor
 from sparring.data import Dataset, PoisonedDataset
 from sparring.metrics import accuracy, attack_success_rate
 from sparring.models import TorchClassifier, build
-from sparring.models.student import TransferSetup, param_layers, student_from_teacher, transfer_learning_setup
+from sparring.models.hooks import param_layers
 from sparring.train import TrainConfig, fit
+from sparring.transfer import TransferSetup, student_from_teacher, transfer_learning_setup
 
 NAME = "backdoor_attacks"
 

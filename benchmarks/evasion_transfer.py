@@ -4,7 +4,7 @@ Setting (Wang et al., USENIX Security 2018; BSI AI security guidance, reference 
 mnist5k train split (4,000 images) is cut in two seeded halves. A public teacher
 (small_cnn) trains on one half; the student copies it, freezes everything but the head
 (``conv1, conv2, fc1``), re-initialises the head and fine-tunes on the private half
-(:func:`sparring.models.student.transfer_learning_setup`). The attacker has the teacher and
+(:func:`sparring.transfer.transfer_learning_setup`). The attacker has the teacher and
 public data, never the student's weights or data, and queries the student once per sample
 for labels.
 
@@ -34,8 +34,8 @@ from _common import emit, environment, run_id, split, timed
 from sparring.attacks.evasion import PGD, InternalMimicry, Transfer
 from sparring.defenses.training import TeacherDissimilarity
 from sparring.models import TorchClassifier, build
-from sparring.models.student import transfer_learning_setup
 from sparring.train import TrainConfig, fit
+from sparring.transfer import transfer_learning_setup
 
 NAME = "evasion_transfer"
 

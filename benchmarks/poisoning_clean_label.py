@@ -47,7 +47,8 @@ from sparring.attacks.poisoning.clean_label import (
     select_targets_and_bases,
     train_surrogates,
 )
-from sparring.models.student import TransferSetup, layer_features, transfer_learning_setup
+from sparring.models.hooks import layer_features
+from sparring.transfer import TransferSetup, transfer_learning_setup
 
 NAME = "poisoning_clean_label"
 PARTS = ("frozen", "art", "end_to_end")

@@ -69,8 +69,9 @@ def test_dirichlet_is_skewed_and_alpha_controls_it() -> None:
     ("kwargs", "match"),
     [
         ({"split": "shards"}, "unknown split"),
-        ({"split": "dirichlet:-1"}, "alpha"),
-        ({"split": "dirichlet:x"}, "numeric ALPHA"),
+        ({"split": "dirichlet:-1"}, "ALPHA in split .dirichlet:-1. must be a finite number > 0"),
+        ({"split": "dirichlet:x"}, "ALPHA in split .dirichlet:x. must be a number"),
+        ({"split": "dirichlet:inf"}, "must be a finite number"),
         ({"n_clients": 0}, "n_clients"),
         ({"n_clients": 1000}, "cannot give"),
     ],

@@ -101,10 +101,10 @@ def test_shift_moves_images_within_the_range() -> None:
 def test_bad_augmentation_settings(digits_split: tuple[Dataset, Dataset]) -> None:
     for spec, match in [
         ("flip:1", "unknown augmentation"),
-        ("noise", "numeric argument"),
-        ("noise:0", "sigma"),
-        ("shift:1.5", "integer number of pixels"),
-        ("shift:0", "integer number of pixels"),
+        ("noise", "needs its argument SIGMA"),
+        ("noise:0", "SIGMA in augmentation .noise:0. must be a finite number > 0"),
+        ("shift:1.5", "PIXELS in augmentation .shift:1.5. must be an integer"),
+        ("shift:0", "PIXELS in augmentation .shift:0. must be an integer >= 1"),
     ]:
         with pytest.raises(ConfigError, match=match):
             TrainConfig(augment=spec)

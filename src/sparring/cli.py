@@ -44,28 +44,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_args: argparse.Namespace) -> int:
-    from sparring.assess.config import COMPOSITE_ATTACKS, DETECTORS, TRAINING_DEFENCES, TRANSFER_LEARNING_DEFENCES
-    from sparring.attacks.evasion import EVASION_ATTACKS
-    from sparring.attacks.privacy import MEMBERSHIP_ATTACKS
+    from sparring.assess.families import FAMILIES
     from sparring.data import BUILTINS
-    from sparring.defenses.inference import HARDENING_NAMES, TRANSFORM_NAMES
     from sparring.models import ARCHITECTURES
 
-    rows = {
-        "datasets": list(BUILTINS),
-        "architectures": list(ARCHITECTURES),
-        "evasion attacks": [*EVASION_ATTACKS, *COMPOSITE_ATTACKS],
-        "evasion defences": [*TRAINING_DEFENCES, *(f"{n}:arg" for n in TRANSFORM_NAMES), *DETECTORS],
-        "transfer learning": ["pgd", "mimicry"],
-        "  its defences": list(TRANSFER_LEARNING_DEFENCES),
-        "backdoor attacks": ["badnets"],
-        "backdoor defences": ["activation_clustering"],
-        "poisoning attacks": ["label_flip"],
-        "membership attacks": list(MEMBERSHIP_ATTACKS),
-        "membership defences": [f"{n}[:arg]" if n != "label_only" else n for n in HARDENING_NAMES],
-    }
-    for k, v in rows.items():
-        print(f"{k:20s} {', '.join(v)}")
+    rows: list[tuple[str, list[str]]] = [("datasets", list(BUILTINS)), ("architectures", list(ARCHITECTURES))]
+    for family in FAMILIES:
+        rows.append((f"[[{family.key}]]", []))
+        rows += [(f"  {label}", names) for label, names in family.catalogue()]
+    width = max(len(label) for label, _ in rows)
+    for label, names in rows:
+        print(f"{label:{width}s}  {', '.join(names)}".rstrip())
     return 0
 
 

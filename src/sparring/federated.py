@@ -29,28 +29,19 @@ from sparring.data import Dataset, Trigger
 from sparring.errors import ConfigError, InputError, check_positive_int
 from sparring.metrics import attack_success_rate, dataset_accuracy
 from sparring.models import TorchClassifier
+from sparring.params import Params
 from sparring.progress import bar
+from sparring.specs import Form, parse_spec, positive
 from sparring.train import TrainConfig, fit
 
-_SPLIT_FORMS = "'iid' or 'dirichlet:ALPHA' (ALPHA > 0; smaller is more skewed)"
+#: Client splits: IID, or per-class Dirichlet shares (smaller ALPHA is more skewed).
+SPLITS = (Form("iid"), Form("dirichlet", "ALPHA", float, None, positive, "a finite number > 0"))
 
 
 def parse_split(split: str) -> float | None:
     """``"iid"`` -> None; ``"dirichlet:0.5"`` -> 0.5. A bad spec raises :class:`ConfigError`."""
-    if not isinstance(split, str):
-        raise ConfigError(f"split must be a string, got {type(split).__name__}; valid forms: {_SPLIT_FORMS}")
-    name, _, arg = (part.strip() for part in split.strip().partition(":"))
-    if name == "iid" and not arg:
-        return None
-    if name != "dirichlet":
-        raise ConfigError(f"unknown split {split!r}; valid forms: {_SPLIT_FORMS}")
-    try:
-        alpha = float(arg)
-    except ValueError:
-        raise ConfigError(f"split {split!r} needs a numeric ALPHA; valid forms: {_SPLIT_FORMS}") from None
-    if not 0.0 < alpha < float("inf"):
-        raise ConfigError(f"Dirichlet alpha in {split!r} must be a finite number > 0")
-    return alpha
+    _, alpha = parse_spec(split, SPLITS, "split")
+    return None if alpha is None else float(alpha)
 
 
 def split_clients(
@@ -129,7 +120,7 @@ class Aggregator(Protocol):
     def __call__(self, updates: Tensor, weights: Tensor, round_index: int) -> Tensor: ...
 
 
-class Mean:
+class Mean(Params):
     """FedAvg's aggregate: the weighted mean of the updates (McMahan et al., AISTATS 2017).
 
     ``weighted=True`` uses the weights the server passes (by default each client's share of the
@@ -144,9 +135,6 @@ class Mean:
         if not self.weighted:
             return updates.mean(dim=0)
         return weights.to(updates.dtype) @ updates
-
-    def __repr__(self) -> str:
-        return f"Mean(weighted={self.weighted})"
 
 
 def check_updates(updates: Tensor, weights: Tensor) -> None:

@@ -25,14 +25,18 @@ from torch import Tensor, nn
 from sparring.data import Dataset
 from sparring.errors import ConfigError, InputError
 from sparring.progress import bar
+from sparring.specs import Form, parse_spec, positive
 
 #: ``transform(model, x, y) -> x'``: replaces each training batch's inputs (adversarial
 #: training, augmentation). It is called with the model in eval mode.
 BatchTransform = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
-#: Augmentations :attr:`TrainConfig.augment` accepts (each as ``NAME:ARG``).
-AUGMENT_NAMES = ("noise", "shift")
-_AUGMENT_FORMS = "'noise:SIGMA' (Gaussian noise, SIGMA > 0) or 'shift:PIXELS' (random translation, PIXELS >= 1)"
+#: Augmentations :attr:`TrainConfig.augment` accepts: Gaussian noise, random translation.
+AUGMENTS = (
+    Form("noise", "SIGMA", float, None, positive, "a finite number > 0"),
+    Form("shift", "PIXELS", int, None, lambda v: v >= 1, "an integer >= 1"),
+)
+AUGMENT_NAMES = tuple(f.name for f in AUGMENTS)
 
 
 def parse_augment(spec: str) -> tuple[str, float]:
@@ -40,20 +44,8 @@ def parse_augment(spec: str) -> tuple[str, float]:
 
     ``"shift:2"`` -> ``("shift", 2.0)``. A bad spec raises :class:`ConfigError` naming the forms.
     """
-    if not isinstance(spec, str):
-        raise ConfigError(f"augment must be a string, got {type(spec).__name__}; valid forms: {_AUGMENT_FORMS}")
-    name, _, arg = (part.strip() for part in spec.strip().partition(":"))
-    if name not in AUGMENT_NAMES:
-        raise ConfigError(f"unknown augmentation {spec!r}; valid forms: {_AUGMENT_FORMS}")
-    try:
-        value = float(arg)
-    except ValueError:
-        raise ConfigError(f"augmentation {spec!r} needs a numeric argument; valid forms: {_AUGMENT_FORMS}") from None
-    if name == "noise" and not 0.0 < value < float("inf"):
-        raise ConfigError(f"noise sigma in {spec!r} must be a finite number > 0")
-    if name == "shift" and (value != int(value) or value < 1):
-        raise ConfigError(f"shift in {spec!r} must be an integer number of pixels >= 1")
-    return name, value
+    name, value = parse_spec(spec, AUGMENTS, "augmentation")
+    return name, float(value or 0.0)
 
 
 def augment_batch(x: Tensor, spec: str, generator: torch.Generator, bounds: tuple[float, float] = (0.0, 1.0)) -> Tensor:
@@ -78,9 +70,9 @@ def augment_batch(x: Tensor, spec: str, generator: torch.Generator, bounds: tupl
     return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-#: Sample-mixing schemes :attr:`TrainConfig.mix` accepts (each as ``NAME:ALPHA``).
-MIX_NAMES = ("mixup", "cutmix")
-_MIX_FORMS = "'mixup:ALPHA' or 'cutmix:ALPHA' (ALPHA > 0, the Beta(ALPHA, ALPHA) parameter)"
+#: Sample-mixing schemes :attr:`TrainConfig.mix` accepts; ALPHA is the Beta(ALPHA, ALPHA) parameter.
+MIXES = tuple(Form(name, "ALPHA", float, None, positive, "a finite number > 0") for name in ("mixup", "cutmix"))
+MIX_NAMES = tuple(f.name for f in MIXES)
 
 
 def parse_mix(spec: str) -> tuple[str, float]:
@@ -88,18 +80,8 @@ def parse_mix(spec: str) -> tuple[str, float]:
 
     A bad spec raises :class:`ConfigError` naming the valid forms.
     """
-    if not isinstance(spec, str):
-        raise ConfigError(f"mix must be a string, got {type(spec).__name__}; valid forms: {_MIX_FORMS}")
-    name, _, arg = (part.strip() for part in spec.strip().partition(":"))
-    if name not in MIX_NAMES:
-        raise ConfigError(f"unknown mix {spec!r}; valid forms: {_MIX_FORMS}")
-    try:
-        value = float(arg)
-    except ValueError:
-        raise ConfigError(f"mix {spec!r} needs a numeric argument; valid forms: {_MIX_FORMS}") from None
-    if not 0.0 < value < float("inf"):
-        raise ConfigError(f"mix alpha in {spec!r} must be a finite number > 0")
-    return name, value
+    name, value = parse_spec(spec, MIXES, "mix")
+    return name, float(value or 0.0)
 
 
 def mix_batch(

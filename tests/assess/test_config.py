@@ -31,20 +31,20 @@ def test_examples_are_valid(name: str) -> None:
 
 
 def test_training_example_covers_every_training_data_family_and_defence() -> None:
-    from sparring.assess.config import BACKDOOR_DEFENCES, CLEAN_LABEL_ATTACKS, FEDERATED_DEFENCES, POISONING_ATTACKS
+    from sparring.assess.families import BY_KEY
 
     cfg = load_config(EXAMPLES / "training.toml")
     scenarios = plan(cfg)
     keys = [s.key for s in scenarios]
     assert len(keys) == len(set(keys))
-    used = {s.defence for s in scenarios}
-    assert set(BACKDOOR_DEFENCES) <= used and set(FEDERATED_DEFENCES) <= used
-    assert {b.attack for b in cfg.backdoor} == {"badnets", "blended", "hidden_trigger", "teacher"}
-    assert any(b.all_to_all for b in cfg.backdoor) and any(b.learning_curve for b in cfg.backdoor)
-    assert {c.attack for c in cfg.clean_label} == set(CLEAN_LABEL_ATTACKS)
-    assert {p.attack for p in cfg.poisoning} == set(POISONING_ATTACKS)
-    assert {p.victim for p in cfg.poisoning} >= {"logistic_regression", "linear_svm", "target"}
-    assert {f.attack for f in cfg.federated} == {"model_replacement", "label_flip"}
+    used = {s.defence.partition(":")[0] for s in scenarios if s.defence}
+    for family in ("backdoor", "federated", "poisoning"):
+        assert {n for g in BY_KEY[family].defences for n in g.all_names()} <= used, family
+    entries: dict[str, list[Any]] = {f: cfg.entries(f) for f in ("backdoor", "clean_label", "poisoning", "federated")}
+    for family in entries:
+        assert {e.attack for e in entries[family]} == set(BY_KEY[family].attacks), family
+    assert any(b.all_to_all for b in entries["backdoor"]) and any(b.learning_curve for b in entries["backdoor"])
+    assert {p.victim for p in entries["poisoning"]} >= {"logistic_regression", "linear_svm", "target"}
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,10 @@ def test_training_example_covers_every_training_data_family_and_defence() -> Non
         ({"data": {"dataset": "digits"}}, "names no attack"),
         (with_(evasion=[{"attack": "cw-l2", "eps": 1.0}]), r"evasion\[0\]: .*cw-l2 is an L2 attack"),
         (with_(evasion=[{"attack": "pgd", "eps": 0.1, "defenses": ["blur"]}]), r"unknown evasion defence 'blur'"),
-        (with_(evasion=[{"attack": "pgd", "eps": 0.1, "defenses": ["bit_depth:0"]}]), r"evasion\[0\]\.defenses: "),
+        (
+            with_(evasion=[{"attack": "pgd", "eps": 0.1, "defences": ["bit_depth:0"]}]),
+            r"evasion\[0\]\.defences: transform 'bit_depth:0': bits must be an integer in \[1, 16\]",
+        ),
         (with_(evasion=[{"attack": "transfer", "eps": 0.1, "surrogate": "vgg"}]), r"unknown surrogate architecture"),
         (with_(generalisation={"augment": "wobble:3"}), r"generalisation\.augment: "),
         (with_(model={"sklearn": "m.skops", "onnx": "m.onnx"}), r"at most one of"),
@@ -80,10 +83,19 @@ def test_training_example_covers_every_training_data_family_and_defence() -> Non
         (with_(poisoning=[{"model": "random_forest"}]), "unknown poisoning victim model 'random_forest'"),
         (with_(clean_label=[{"attack": "poison_frogs"}]), r"clean_label\[0\]\.attack: unknown clean-label attack"),
         (with_(clean_label=[{"target_class": 3, "base_class": 3}]), "target_class and base_class must differ"),
-        (with_(federated=[{"split": "dirichlet:0"}]), r"federated\[0\]\.split: split must be 'iid' or"),
+        (with_(federated=[{"split": "dirichlet:0"}]), r"federated\[0\]\.split: ALPHA in split 'dirichlet:0' must be"),
+        (with_(federated=[{"split": "dirichlet:inf"}]), r"ALPHA in split 'dirichlet:inf' must be a finite number"),
+        (with_(federated=[{"split": "random"}]), r"unknown split 'random'; valid forms: 'iid', 'dirichlet:ALPHA'"),
         (with_(federated=[{"clients": 4, "malicious": 4}]), "malicious must be fewer than clients"),
         (with_(federated=[{"defenses": ["krum"]}]), "unknown federated defence 'krum'"),
-        (with_(federated=[{"defenses": ["clipping:-1"]}]), "clipping noise must be a number >= 0"),
+        (with_(federated=[{"defenses": ["clipping:-1"]}]), r"aggregator 'clipping:-1': noise_sigma must be a finite"),
+        (with_(defences={"evasion": ["blur"]}), r"defences\.evasion: unknown evasion defence 'blur'"),
+        (with_(defences={"backdoor": ["strip"]}), r"\[defences\] backdoor lists defences, but the config has no"),
+        (with_(defences={"clean_label": ["strip"]}), r"defences\.clean_label: unknown key"),
+        (
+            with_(evasion=[{"attack": "pgd", "eps": 0.1, "defences": ["jpeg"], "defenses": ["jpeg"]}]),
+            r"evasion\[0\]\.defenses: unknown key",
+        ),
         (
             with_(model={"factory": "m:build"}, clean_label=[{}]),
             r"clean_label trains a zoo teacher and student",
@@ -102,6 +114,29 @@ def test_malformed_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_defenses_spelling_is_accepted_and_reported_as_defences() -> None:
+    cfg = parse_config(with_(evasion=[{"attack": "pgd", "eps": 0.1, "defenses": ["jpeg:50"]}]))
+    assert [s.key for s in plan(cfg)] == ["evasion.pgd-linf", "evasion.pgd-linf+jpeg:50"]
+    assert cfg.model_dump()["evasion"][0]["defences"] == ["jpeg:50"]
+
+
+def test_family_wide_defences_run_against_every_entry_once() -> None:
+    cfg = parse_config(
+        with_(
+            evasion=[{"attack": "pgd", "eps": 0.1, "defences": ["jpeg:75"]}, {"attack": "square", "eps": 0.1}],
+            defences={"evasion": ["adversarial_training", "jpeg:75"]},
+        )
+    )
+    assert [s.key for s in plan(cfg)] == [
+        "evasion.pgd-linf",
+        "evasion.pgd-linf+jpeg:75",
+        "evasion.pgd-linf+adversarial_training",
+        "evasion.square-linf",
+        "evasion.square-linf+adversarial_training",
+        "evasion.square-linf+jpeg:75",
+    ]
 
 
 def test_duplicate_entries_get_distinct_keys() -> None:

@@ -34,7 +34,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                     "eps": [0.1, 0.2],
                     "steps": 10,
                     "samples": 60,
-                    "defenses": ["bit_depth:2", "noise:0.1", "feature_squeezing"],
+                    "defences": ["bit_depth:2", "noise:0.1", "feature_squeezing"],
                     "eot_samples": 4,
                 },
                 {"attack": "square", "eps": [0.2], "max_queries": 100, "samples": 60},
@@ -42,7 +42,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             ],
             "transfer_learning": [
                 {"eps": [0.2], "steps": 10, "samples": 60, "teacher_epochs": 4, "student_epochs": 2,
-                 "defenses": ["fine_tune"]}
+                 "defences": ["fine_tune"]}
             ],
         }
     )

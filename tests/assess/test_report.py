@@ -1,49 +1,89 @@
-"""The threat-matrix rule for a cell's risk with defences."""
+"""The threat-matrix rule for a cell's risk with defences: per defended model, its worst case."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sparring.assess.families.backdoor import BackdoorResult
+from sparring.assess.family import ScenarioResult
 from sparring.assess.report import matrix, recommendations
 
 
-def backdoor(asr: float, defence: str | None = None, defence_type: str | None = None) -> dict[str, Any]:
-    return {
-        "kind": "backdoor",
-        "attack": "badnets",
-        "defence": defence,
-        "defence_type": defence_type,
-        "asr": asr,
-        "clean_accuracy": 0.95,
-    }
+def backdoor(asr: float, defence: str | None = None, defence_type: str | None = None) -> BackdoorResult:
+    return BackdoorResult(
+        kind="backdoor",
+        attack="badnets",
+        defence=defence,
+        defence_type=defence_type,
+        model="small_cnn",
+        n_poisoned=10,
+        n_train=100,
+        train_seconds=1.0,
+        asr=asr,
+        clean_accuracy=0.95,
+        triggered_accuracy=1.0 - asr,
+    )
 
 
-def cell(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return next(c for c in matrix(results, {"backdoor"}) if c["row"] == "training data" and c["column"] == "integrity")
+def cell(results: dict[str, ScenarioResult]) -> dict[str, Any]:
+    return next(c for c in matrix(results) if c["row"] == "training data" and c["column"] == "integrity")
 
 
-def test_cell_with_defences_is_the_worst_entry_after_its_best_defence() -> None:
+def old_rule(results: dict[str, BackdoorResult]) -> float:
+    """The rule before the redesign: per attack entry its best defence, then the worst over entries."""
+    entries: dict[str, list[float]] = {}
+    for key, r in results.items():
+        if r.defence is not None and r.defence_type != "detector":
+            entries.setdefault(key.split("+")[0], []).append(r.asr)
+    return max(min(v) for v in entries.values())
+
+
+def test_the_cell_is_the_best_defended_model_over_every_attack_run_against_it() -> None:
     results = {
         "backdoor.badnets": backdoor(1.0),
-        "backdoor.badnets+strip": backdoor(0.9, "strip", "detector"),  # a filter is not a mitigation here
         "backdoor.badnets+fine_pruning": backdoor(0.05, "fine_pruning", "repair"),
-        "backdoor.badnets+unlearning": backdoor(0.3, "unlearning", "repair"),
-        "backdoor.blended": backdoor(0.6),  # no defence assessed
+        "backdoor.badnets+fine_tuning": backdoor(0.4, "fine_tuning", "repair"),
+        "backdoor.blended": backdoor(0.8),
+        "backdoor.blended+fine_tuning": backdoor(0.2, "fine_tuning", "repair"),
+        "backdoor.blended+mixup": backdoor(0.08, "mixup", "training"),
+        "backdoor.blended+strip": backdoor(0.01, "strip", "detector"),  # a filter is never credited
+    }
+    c = cell(dict(results))
+    assert c["level"] == "high" and c["value"] == 1.0
+    # The old rule mixed models: fine_pruning's badnets figure with mixup's blended figure (0.08),
+    # a model nobody deploys. Per model: fine_pruning 0.05 (blended not run against it),
+    # mixup 0.08 (badnets not run), fine_tuning 0.4 (both run).
+    assert old_rule(results) == 0.08
+    models = {m["defence"]: m for m in c["defended_models"]}
+    assert set(models) == {"fine_pruning", "fine_tuning", "mixup"}
+    assert models["fine_tuning"]["value"] == 0.4 and models["fine_tuning"]["worst_attack"] == "backdoor.badnets"
+    assert models["fine_tuning"]["gaps"] == []
+    assert c["defended"]["defence"] == "fine_pruning" and c["defended"]["value"] == 0.05
+    assert c["defended"]["gaps"] == ["backdoor.blended"]
+    advice = recommendations([c], [])[0]
+    assert "fine_pruning lowers it to low" in advice and "backdoor.blended was not run against it" in advice
+
+
+def test_a_defended_model_is_judged_by_its_worst_attack() -> None:
+    results: dict[str, ScenarioResult] = {
+        "backdoor.badnets": backdoor(1.0),
+        "backdoor.badnets+fine_tuning": backdoor(0.05, "fine_tuning", "repair"),
+        "backdoor.blended": backdoor(0.6),
+        "backdoor.blended+fine_tuning": backdoor(0.55, "fine_tuning", "repair"),
     }
     c = cell(results)
-    assert c["level"] == "high" and c["value"] == 1.0
-    assert c["defended"]["undefended_entry"] == "backdoor.blended" and c["defended"]["value"] == 0.6
-    assert "no defence was assessed against it" in recommendations([c], [])[0]
-    del results["backdoor.blended"]
-    assert cell(results)["defended"] == {
-        "defence": "fine_pruning",
-        "level": "low",
-        "value": 0.05,
-        "text": "ASR 5.0%, clean accuracy 95.0%",
-    }
+    assert c["defended"]["defence"] == "fine_tuning" and c["defended"]["value"] == 0.55
+    assert c["defended"]["level"] == "high" and c["defended"]["gaps"] == []
+    assert "does not lower the level enough" in recommendations([c], [])[0]
 
 
-def test_a_defence_that_makes_things_worse_is_still_the_entrys_figure() -> None:
+def test_a_defence_that_makes_things_worse_is_still_shown() -> None:
     c = cell({"backdoor.badnets": backdoor(0.3), "backdoor.badnets+mixup": backdoor(0.7, "mixup", "training")})
     assert c["level"] == "medium" and c["defended"]["defence"] == "mixup" and c["defended"]["level"] == "high"
     assert "does not lower the level enough" in recommendations([c], [])[0]
+
+
+def test_detectors_alone_leave_no_defended_model() -> None:
+    c = cell({"backdoor.badnets": backdoor(1.0), "backdoor.badnets+strip": backdoor(0.0, "strip", "detector")})
+    assert "defended" not in c
+    assert "no defence was assessed" in recommendations([c], [])[0]

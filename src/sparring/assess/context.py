@@ -1,28 +1,52 @@
-"""What every scenario of an assessment shares: data, the target model, and a model cache.
+"""What every scenario of an assessment shares: the config, the data, the target model, artefacts.
 
-:func:`prepare` does all validation that can fail on user input (config, data, model
-shape, access) before anything is written, so bad input leaves no half-written output.
+The context trains nothing and writes nothing until asked: :func:`sparring.assess.prepare.prepare`
+builds it after checking the input, and scenarios ask it for trained models and shared
+artefacts. An :class:`Artefact` names a thing several scenarios need (a trained model, a
+teacher, a FedAvg warm-up), the parameters that shaped it (its fingerprint, with the data,
+model config and seed), how to build it, and how to save and load it. The context keeps each
+artefact in memory for the run and, with a work directory, on disk under
+``DIR/.work/artefacts``, so an interrupted assessment resumes without rebuilding and any
+worker that needs an artefact loads it instead of building it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import torch
 from torch import nn
 
 from sparring import __version__
-from sparring.assess.config import AssessConfig
-from sparring.data import Dataset, load_dataset
-from sparring.errors import ConfigError, InputError
-from sparring.models import Access, Classifier, SklearnClassifier, TorchClassifier, build, load_skops, load_torch_model
-from sparring.models.io import import_factory, save_torch_weights
+from sparring.assess.artefacts import load_module, save_json, save_module
+from sparring.assess.spec import BaseConfig
+from sparring.data import Dataset
+from sparring.errors import InputError
+from sparring.models import Classifier, TorchClassifier, build
+from sparring.models.io import import_factory
 from sparring.train import TrainConfig, fit
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Artefact(Generic[T]):
+    """A shared artefact: ``name`` (unique in a run), ``params`` (what shaped it), ``build``.
+
+    With ``save`` and ``load`` it is stored under the work directory (a folder per artefact)
+    and loaded from there when its fingerprint matches; without them it is rebuilt by each
+    process that needs it (cheap things only).
+    """
+
+    name: str
+    params: Mapping[str, Any]
+    build: Callable[[Context], T]
+    save: Callable[[T, Path], None] | None = None
+    load: Callable[[Context, Path], T] | None = None
 
 
 def fingerprint(*parts: Any) -> str:
@@ -31,22 +55,32 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that a reader sees the old file or the whole new one, never a part."""
+    save_json(path, obj)
+
+
+def default_architecture(data: Dataset) -> str:
+    """``small_cnn`` for image-shaped data ``[C, H, W]``, else ``mlp``."""
+    return "small_cnn" if len(data.input_shape) == 3 else "mlp"
+
+
 @dataclass
 class Context:
     """Shared state of one assessment run."""
 
-    config: AssessConfig
+    config: BaseConfig
     data: Dataset
     train: Dataset
     test: Dataset
     loaded: Classifier | None = None
     workdir: Path | None = None
     log: Callable[[str], None] = print
-    _models: dict[str, tuple[TorchClassifier, float]] = field(default_factory=dict)
-    #: Objects scenarios share within one run (e.g. a teacher and its student).
+    #: Objects scenarios share within one process that are cheap to rebuild (sanity findings).
     memo: dict[str, Any] = field(default_factory=dict)
+    _artefacts: dict[str, Any] = field(default_factory=dict)
 
-    # -- model building -----------------------------------------------------------------
+    # -- the model ----------------------------------------------------------------------
     @property
     def trainable(self) -> bool:
         """True when sparring can build and train fresh copies of the model."""
@@ -58,6 +92,11 @@ class Context:
         m = self.config.model
         return m.factory or m.sklearn or m.onnx or m.architecture or default_architecture(self.data)
 
+    @property
+    def seed(self) -> int:
+        """The assessment's seed."""
+        return self.config.seed
+
     def build_model(self) -> nn.Module:
         """A freshly initialised copy of the configured architecture (seeded)."""
         m = self.config.model
@@ -67,7 +106,7 @@ class Context:
                 raise InputError(f"factory {m.factory!r} did not return a torch.nn.Module")
             return module
         arch = m.architecture or default_architecture(self.data)
-        return build(arch, self.data.input_shape, self.data.num_classes, seed=self.config.seed)
+        return build(arch, self.data.input_shape, self.data.num_classes, seed=self.seed)
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         """The configured training hyper-parameters."""
@@ -78,12 +117,23 @@ class Context:
             lr=m.lr,
             optimizer=m.optimizer,
             weight_decay=m.weight_decay,
-            seed=self.config.seed,
+            seed=self.seed,
         )
 
     def wrap(self, model: nn.Module) -> TorchClassifier:
         """A TorchClassifier view of a module trained on this data."""
         return TorchClassifier(model, self.data.input_shape, self.data.num_classes, bounds=self.config.data.bounds)
+
+    def train_standard(self, data: Dataset, epochs: int | None = None) -> tuple[nn.Module, float]:
+        """Train a fresh model on ``data`` with the configured settings."""
+        result = fit(self.build_model(), data, self.train_config(epochs), desc="train")
+        return result.model, result.seconds
+
+    def target(self) -> tuple[Classifier, float]:
+        """The model under assessment and its training seconds (0 when loaded from files)."""
+        if self.loaded is not None:
+            return self.loaded, 0.0
+        return self.cached_model("standard", "standard", lambda: self.train_standard(self.train))
 
     def cached_model(
         self,
@@ -92,169 +142,70 @@ class Context:
         train_fn: Callable[[], tuple[nn.Module, float]],
         build_fn: Callable[[], nn.Module] | None = None,
     ) -> tuple[TorchClassifier, float]:
-        """Train a model once per run and per work directory; returns it and its training seconds.
+        """A model trained once per run and work directory (an artefact); returns it and its training seconds.
 
-        The weights are kept under ``workdir/models`` with a fingerprint of everything that
-        shaped them, so an interrupted assessment resumes without retraining. ``build_fn``
-        makes the empty module the stored weights load into (default :meth:`build_model`).
+        ``key`` is what shaped it besides data, model config and seed; ``build_fn`` makes the
+        empty module the stored weights load into (default :meth:`build_model`).
         """
-        if name in self._models:
-            return self._models[name]
-        fp = fingerprint(self.config.data.model_dump(), self.config.model.model_dump(), self.config.seed, key)
-        path = meta = None
-        if self.workdir is not None:
-            (self.workdir / "models").mkdir(parents=True, exist_ok=True)
-            path = self.workdir / "models" / f"{name}.safetensors"
-            meta = path.with_suffix(".json")
-            if path.is_file() and meta.is_file():
-                info = json.loads(meta.read_text())
-                if info.get("fingerprint") == fp:
-                    from safetensors.torch import load_file
+        return self.artefact(model_artefact(name, key, train_fn, build_fn or self.build_model))
 
-                    module = (build_fn or self.build_model)()
-                    module.load_state_dict(load_file(str(path)))
-                    self.log(f"  reusing trained model '{name}' from {path}")
-                    self._models[name] = (self.wrap(module.eval()), float(info["seconds"]))
-                    return self._models[name]
-        self.log(f"  training model '{name}'")
+    # -- artefacts ------------------------------------------------------------------------
+    def fingerprint(self, *parts: Any) -> str:
+        """A fingerprint of ``parts`` together with the data, the model config and the seed."""
+        return fingerprint(self.config.data.model_dump(), self.config.model.model_dump(), self.seed, *parts)
+
+    def artefact(self, a: Artefact[T]) -> T:
+        """The artefact ``a``: from this run's memory, else from the work directory, else built (and stored)."""
+        if a.name in self._artefacts:
+            value: T = self._artefacts[a.name]
+            return value
+        fp = self.fingerprint(a.name, dict(a.params))
+        folder = self.workdir / "artefacts" / _safe(a.name) if self.workdir is not None else None
+        meta = folder / "artefact.json" if folder is not None else None
+        if folder is not None and meta is not None and a.load is not None and meta.is_file():
+            try:
+                stored = json.loads(meta.read_text())
+            except (OSError, json.JSONDecodeError):
+                stored = {}
+            if stored.get("fingerprint") == fp:
+                self.log(f"  reusing {a.name} from {folder}")
+                value = a.load(self, folder)
+                self._artefacts[a.name] = value
+                return value
+        self.log(f"  building {a.name}")
+        value = a.build(self)
+        if folder is not None and meta is not None and a.save is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            meta.unlink(missing_ok=True)  # a half-saved artefact never looks valid
+            a.save(value, folder)
+            save_json(meta, {"fingerprint": fp, "name": a.name, "params": dict(a.params)})
+        self._artefacts[a.name] = value
+        return value
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+
+
+def model_artefact(
+    name: str,
+    key: Any,
+    train_fn: Callable[[], tuple[nn.Module, float]],
+    build_fn: Callable[[], nn.Module],
+) -> Artefact[tuple[TorchClassifier, float]]:
+    """A trained model as an artefact: its weights and training seconds are stored."""
+
+    def make(ctx: Context) -> tuple[TorchClassifier, float]:
+        ctx.log(f"  training model '{name}'")
         module, seconds = train_fn()
-        if path is not None and meta is not None:
-            tmp = path.with_suffix(".tmp")
-            save_torch_weights(module, tmp)
-            tmp.replace(path)
-            write_json_atomic(meta, {"fingerprint": fp, "seconds": seconds})
-        self._models[name] = (self.wrap(module), seconds)
-        return self._models[name]
+        return ctx.wrap(module), seconds
 
-    def target(self) -> tuple[Classifier, float]:
-        """The model under assessment and its training seconds (0 when loaded from files)."""
-        if self.loaded is not None:
-            return self.loaded, 0.0
-        return self.cached_model("standard", "standard", lambda: self.train_standard(self.train))
+    def save(value: tuple[TorchClassifier, float], folder: Path) -> None:
+        save_module(folder / "model.safetensors", value[0].model)
+        save_json(folder / "seconds.json", value[1])
 
-    def train_standard(self, data: Dataset, epochs: int | None = None) -> tuple[nn.Module, float]:
-        """Train a fresh model on ``data`` with the configured settings."""
-        result = fit(self.build_model(), data, self.train_config(epochs), desc="train")
-        return result.model, result.seconds
+    def load(ctx: Context, folder: Path) -> tuple[TorchClassifier, float]:
+        module = load_module(folder / "model.safetensors", build_fn())
+        return ctx.wrap(module), float(json.loads((folder / "seconds.json").read_text()))
 
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that a reader sees the old file or the whole new one, never a part."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    tmp.replace(path)
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):  # tensors and numpy arrays or scalars
-        return o.tolist()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
-
-
-def default_architecture(data: Dataset) -> str:
-    """``small_cnn`` for image-shaped data ``[C, H, W]``, else ``mlp``."""
-    return "small_cnn" if len(data.input_shape) == 3 else "mlp"
-
-
-def _check_bounds(data: Dataset, bounds: tuple[float, float]) -> None:
-    lo, hi = float(data.x.min()), float(data.x.max())
-    if lo < bounds[0] - 1e-6 or hi > bounds[1] + 1e-6:
-        raise InputError(
-            f"data values lie in [{lo:g}, {hi:g}], outside the input bounds {list(bounds)}; "
-            "scale the data or set [data] bounds"
-        )
-
-
-def _check_model_fits(module: nn.Module, data: Dataset) -> None:
-    x = data.x[:2]
-    try:
-        with torch.no_grad():
-            out = module.eval()(x)
-    except Exception as e:  # any failure here is a shape mismatch as far as the user is concerned
-        raise InputError(f"the model cannot take the data's inputs of shape {list(data.input_shape)}: {e}") from None
-    if not isinstance(out, torch.Tensor) or out.shape != (len(x), data.num_classes):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise InputError(f"the model returns {shape} for a batch of {len(x)}, expected ({len(x)}, {data.num_classes})")
-
-
-def prepare(config: AssessConfig, log: Callable[[str], None] = print) -> Context:
-    """Load data and the target model and check they fit; trains nothing and writes nothing."""
-    dc = config.data
-    data = load_dataset(dc.dataset, dc.path, label_column=dc.label_column, input_shape=dc.input_shape)
-    _check_bounds(data, dc.bounds)
-    if data.num_classes < 2:
-        raise InputError(f"dataset {data.name!r} has fewer than 2 classes")
-    if dc.test_path is not None:
-        train = data
-        test = load_dataset(None, dc.test_path, label_column=dc.label_column, input_shape=dc.input_shape)
-        if test.input_shape != train.input_shape:
-            raise InputError(
-                f"test data has sample shape {list(test.input_shape)}, training data {list(train.input_shape)}"
-            )
-        _check_bounds(test, dc.bounds)
-    else:
-        train, test = data.split(dc.test_fraction, seed=config.seed)
-    ctx = Context(config, data, train, test, log=log)
-    m = config.model
-    if m.sklearn is not None:
-        estimator = load_skops(m.sklearn, m.trusted_types)
-        ctx.loaded = SklearnClassifier(estimator, data.input_shape, bounds=dc.bounds)
-        if ctx.loaded.num_classes != data.num_classes:
-            raise InputError(f"the estimator knows {ctx.loaded.num_classes} classes, the data has {data.num_classes}")
-    elif m.onnx is not None:
-        from sparring.models import OnnxClassifier
-
-        ctx.loaded = OnnxClassifier(
-            m.onnx, data.input_shape, data.num_classes, bounds=dc.bounds, output=m.onnx_output
-        )
-        ctx.loaded.predict_labels(data.x[:2])  # fails here, with a clear message, if the file does not fit
-        ctx.loaded.reset_queries()
-    elif m.weights is not None:
-        assert m.factory is not None
-        module = load_torch_model(m.factory, m.weights)
-        _check_model_fits(module, data)
-        ctx.loaded = ctx.wrap(module)
-    else:
-        _check_model_fits(ctx.build_model(), data)
-    _check_access(ctx)
-    return ctx
-
-
-def _check_access(ctx: Context) -> None:
-    from sparring.assess.config import TRAINING_DEFENCES
-    from sparring.assess.scenarios.evasion import required_access
-    from sparring.models import ARCHITECTURES, describe_access
-
-    access = ctx.loaded.access if ctx.loaded is not None else Access.ALL
-    for i, ev in enumerate(ctx.config.evasion):
-        missing = required_access(ev) & ~access
-        if missing:
-            raise ConfigError(
-                f"evasion[{i}]: {ev.attack} needs {describe_access(missing)} access, but the model exposes only "
-                f"{describe_access(access)}"
-            )
-        for d in ev.defenses:
-            if d in TRAINING_DEFENCES and not ctx.trainable:
-                raise ConfigError(f"evasion[{i}]: {d} retrains the model; [model] must be trainable here")
-            if d == "dropout" and ctx.model_name not in ARCHITECTURES:
-                raise ConfigError(f"evasion[{i}]: dropout rebuilds a zoo architecture; set [model] architecture")
-            if d.startswith("median") and len(ctx.data.input_shape) != 3:
-                raise ConfigError(f"evasion[{i}]: {d} smooths images [C, H, W]; the data is not image-shaped")
-    k = ctx.data.num_classes
-    classes = {
-        "backdoor": ("target", "source"),
-        "poisoning": ("source", "target"),
-        "clean_label": ("target_class", "base_class"),
-        "federated": ("target",),
-    }
-    for family, names in classes.items():
-        for i, entry in enumerate(getattr(ctx.config, family)):
-            for name in names:
-                c = getattr(entry, name)
-                if c is not None and c >= k:
-                    raise ConfigError(f"{family}[{i}].{name}: class {c} does not exist (the data has {k})")
-    image_only = [b.attack for b in ctx.config.backdoor if b.attack != "blended"] + [
-        "federated model_replacement" for f in ctx.config.federated if f.attack == "model_replacement"
-    ]
-    if image_only and len(ctx.data.input_shape) != 3:
-        raise ConfigError(f"{image_only[0]} stamps a patch trigger on images [C, H, W]; the data is not image-shaped")
+    return Artefact(f"model-{name}", {"key": key}, make, save, load)

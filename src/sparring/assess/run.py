@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sparring import __version__
-from sparring.assess.config import AssessConfig, load_config
-from sparring.assess.context import Context, prepare, write_json_atomic
-from sparring.assess.executor import execute
+from sparring.assess.config import load_config
+from sparring.assess.context import Context, write_json_atomic
+from sparring.assess.executor import Executor, LocalExecutor
 from sparring.assess.gates import parse_gate
 from sparring.assess.html import render
 from sparring.assess.planner import plan
-from sparring.assess.report import (
-    defence_costs,
-    evaluation_flags,
-    family_of,
-    figures,
-    matrix,
-    recommendations,
-    worst_case,
-)
+from sparring.assess.prepare import prepare
+from sparring.assess.report import build_report
+from sparring.assess.spec import BaseConfig
 from sparring.assess.store import ResultStore
 from sparring.errors import ConfigError
 from sparring.metrics import accuracy
@@ -32,20 +24,21 @@ from sparring.models import Classifier
 
 
 def assess(
-    config: AssessConfig | str | Path,
+    config: BaseConfig | str | Path,
     out: str | Path,
     fail_on: Sequence[str] = (),
     fresh: bool = False,
     log: Callable[[str], None] = print,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Run an assessment and write ``out/report.html`` and ``out/report.json``.
 
     Everything that can fail on user input (config, data, model shape, access, gate syntax)
-    is checked before ``out`` is created. Per-scenario results and trained models are kept
+    is checked before ``out`` is created. Per-scenario results and shared artefacts are kept
     under ``out/.work`` so an interrupted run resumes; ``fresh`` ignores them. Returns the
     report and whether any gate failed.
     """
-    cfg = config if isinstance(config, AssessConfig) else load_config(config)
+    cfg = config if isinstance(config, BaseConfig) else load_config(config)
     gates = [parse_gate(rule) for rule in fail_on]
     ctx = prepare(cfg, log)
     scenarios = plan(cfg)
@@ -63,7 +56,7 @@ def assess(
     log(f"sparring {__version__}: {len(scenarios)} scenarios on {ctx.data.name} -> {out_dir}")
     target, train_seconds = ctx.target()
     model = _model_info(ctx, target, train_seconds)
-    results = execute(ctx, scenarios, ResultStore(work / "results"), log)
+    results = (executor or LocalExecutor()).map(ctx, scenarios, ResultStore(work / "results"), log)
     report = build_report(cfg, model, results, time.perf_counter() - started)
     failed = False
     gate_error: ConfigError | None = None
@@ -92,33 +85,4 @@ def _model_info(ctx: Context, target: Classifier, train_seconds: float) -> dict[
         "num_classes": ctx.data.num_classes,
         "clean_accuracy": accuracy(target, ctx.test.x, ctx.test.y),
         "train_seconds": train_seconds,
-    }
-
-
-def build_report(
-    cfg: AssessConfig, model: dict[str, Any], results: dict[str, dict[str, Any]], seconds: float
-) -> dict[str, Any]:
-    """Assemble the report dict that report.json holds and the HTML renders."""
-    configured = {family_of({"kind": sc.kind, "attack": getattr(sc.spec, "attack", "")}) for sc in plan(cfg)}
-    cells = matrix(results, configured)
-    costs = defence_costs(results, model)
-    worst = worst_case(results)
-    figs = figures(results, model)
-    for w in worst:
-        for p in w["points"]:
-            figs[f"evasion.worst_case.{w['model']}-{w['norm']}.robust_accuracy@{p['eps']:g}"] = p["robust_accuracy"]
-    return {
-        "title": cfg.title,
-        "sparring_version": __version__,
-        "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "seconds": seconds,
-        "config": json.loads(cfg.model_dump_json()),
-        "model": model,
-        "matrix": cells,
-        "recommendations": recommendations(cells, costs),
-        "defence_costs": costs,
-        "figures": figs,
-        "worst_case": worst,
-        "flags": evaluation_flags(results),
-        "scenarios": results,
     }

@@ -10,10 +10,10 @@ from sparring.models.base import (
     check_labels,
     describe_access,
 )
+from sparring.models.hooks import capture, find_layer, layer_features, param_layers
 from sparring.models.io import load_skops, load_torch_model, save_torch_weights
 from sparring.models.onnx_classifier import OnnxClassifier, export_onnx
 from sparring.models.sklearn_classifier import SklearnClassifier
-from sparring.models.student import TransferSetup, student_from_teacher, transfer_learning_setup
 from sparring.models.torch_classifier import TorchClassifier
 from sparring.models.transformed import InputTransform, TransformedClassifier
 from sparring.models.zoo import ARCHITECTURES, MLP, SmallCNN, build
@@ -31,16 +31,17 @@ __all__ = [
     "SklearnClassifier",
     "SmallCNN",
     "TorchClassifier",
-    "TransferSetup",
     "TransformedClassifier",
     "build",
+    "capture",
     "check_batch",
     "check_labels",
     "describe_access",
     "export_onnx",
+    "find_layer",
+    "layer_features",
     "load_skops",
     "load_torch_model",
+    "param_layers",
     "save_torch_weights",
-    "student_from_teacher",
-    "transfer_learning_setup",
 ]

@@ -10,6 +10,7 @@ from torch.func import functional_call
 
 from sparring.errors import InputError
 from sparring.models.base import Access, Classifier
+from sparring.models.hooks import capture, find_layer
 
 
 class TorchClassifier(Classifier):
@@ -99,19 +100,9 @@ class TorchClassifier(Classifier):
         return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
 
     def _features(self, x: Tensor, layer: str) -> Tensor:
-        modules = dict(self.model.named_modules())
-        if layer not in modules:
-            names = ", ".join(n for n in modules if n) or "(none)"
-            raise InputError(f"model has no layer named {layer!r}; layers: {names}")
+        find_layer(self.model, layer)
         self._ensure_layout(x)  # before the hook: deciding the layout runs the module too
-        captured: list[Tensor] = []
-        handle = modules[layer].register_forward_hook(
-            lambda _m, _i, out: captured.append(out.detach().flatten(1))
-        )
-        try:
-            with torch.no_grad():
-                for b in x.split(self.batch_size):
-                    self._forward(b)
-        finally:
-            handle.remove()
-        return torch.cat(captured) if captured else torch.empty(0, 0)
+        with torch.no_grad(), capture(self.model, layer) as captured:
+            for b in x.split(self.batch_size):
+                self._forward(b)
+        return torch.cat([c.flatten(1) for c in captured]) if captured else torch.empty(0, 0)

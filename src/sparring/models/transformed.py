@@ -21,24 +21,31 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from sparring.errors import check_positive_int
 from sparring.models.base import Classifier, ClassifierWrapper
+from sparring.params import Params
 
 
-class InputTransform(ABC):
-    """A map from a batch of inputs in ``[0, 1]`` to a batch of the same shape.
+class InputTransform(Params, ABC):
+    """A map from a batch of inputs in ``[0, 1]`` to a batch of the same shape; an inference defence.
 
     ``randomized`` transforms draw from the ``generator`` they are given (the global
-    generator when it is None). ``name`` is the spec that rebuilds the transform, e.g.
-    ``"jpeg:75"``.
+    generator when it is None) and take a ``seed`` parameter. ``name`` is the spec that
+    rebuilds the transform, e.g. ``"jpeg:75"``. :meth:`wrap` puts it in front of a
+    classifier, the shape every inference defence has.
     """
 
-    name: str
-    randomized: bool = False
+    randomized: ClassVar[bool] = False
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The spec that rebuilds this transform, e.g. ``"jpeg:75"``."""
 
     @abstractmethod
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -48,8 +55,9 @@ class InputTransform(ABC):
         """Raise :class:`~sparring.errors.ConfigError` if the transform cannot handle inputs of this shape."""
         return None  # element-wise transforms handle any shape
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r})"
+    def wrap(self, classifier: Classifier) -> TransformedClassifier:
+        """``classifier`` behind this transform: same interface, every query transformed first."""
+        return TransformedClassifier(classifier, self, seed=int(getattr(self, "seed", 0)))
 
 
 class TransformedClassifier(ClassifierWrapper):

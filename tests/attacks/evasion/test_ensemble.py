@@ -34,19 +34,27 @@ class Noise(EvasionAttack):
 
 
 class Counting(FGSM):
-    """FGSM that counts its calls and can be told to fail once (an interrupted evaluation)."""
+    """FGSM that counts its calls and can be told to fail once (an interrupted evaluation).
 
-    def __init__(self, eps: float, fail: bool = False) -> None:
-        super().__init__(eps=eps)
-        self._calls = 0
-        self._fail = fail
+    The counter and the failure switch are not parameters: they do not change what the
+    attack computes, so a checkpoint made by a failing copy resumes with a healthy one.
+    """
+
+    calls = 0
+    fail_next = False
 
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        self._calls += 1
-        if self._fail:
-            self._fail = False
+        self.calls += 1
+        if self.fail_next:
+            self.fail_next = False
             raise KeyboardInterrupt
         return super()._run(classifier, x, y, target)
+
+
+def counting(eps: float, fail: bool = False) -> Counting:
+    attack = Counting(eps=eps)
+    attack.fail_next = fail
+    return attack
 
 
 @pytest.fixture(scope="module")
@@ -108,28 +116,28 @@ def test_checkpoint_resumes_after_an_interruption(
 ) -> None:
     x, y = batch
     path = tmp_path / "aa.pt"
-    reference = WorstCaseEnsemble([Counting(0.05), Counting(EPS)]).run(digits_cnn, x, y)
+    reference = WorstCaseEnsemble([counting(0.05), counting(EPS)]).run(digits_cnn, x, y)
 
-    first, second = Counting(0.05), Counting(EPS, fail=True)
+    first, second = counting(0.05), counting(EPS, fail=True)
     with pytest.raises(KeyboardInterrupt):
         WorstCaseEnsemble([first, second], checkpoint=path).run(digits_cnn, x, y)
-    assert path.is_file() and first._calls == 1 and second._calls == 1
+    assert path.is_file() and first.calls == 1 and second.calls == 1
 
-    first, second = Counting(0.05), Counting(EPS)
+    first, second = counting(0.05), counting(EPS)
     ens = WorstCaseEnsemble([first, second], checkpoint=path)
     result = ens.run(digits_cnn, x, y)
-    assert first._calls == 0 and second._calls == 1  # the finished member is skipped
+    assert first.calls == 0 and second.calls == 1  # the finished member is skipped
     assert [r["resumed"] for r in ens.last_report] == [True, False]
     assert torch.equal(result.success, reference.success)
     assert torch.equal(result.x_adv, reference.x_adv)
 
     # other inputs or other members: the checkpoint does not apply
-    first = Counting(0.05)
-    WorstCaseEnsemble([first, Counting(EPS)], checkpoint=path).run(digits_cnn, x[:50], y[:50])
-    assert first._calls == 1
-    first = Counting(0.06)
-    WorstCaseEnsemble([first, Counting(EPS)], checkpoint=path).run(digits_cnn, x[:50], y[:50])
-    assert first._calls == 1
+    first = counting(0.05)
+    WorstCaseEnsemble([first, counting(EPS)], checkpoint=path).run(digits_cnn, x[:50], y[:50])
+    assert first.calls == 1
+    first = counting(0.06)
+    WorstCaseEnsemble([first, counting(EPS)], checkpoint=path).run(digits_cnn, x[:50], y[:50])
+    assert first.calls == 1
     assert not list(tmp_path.glob("*.tmp"))
 
 

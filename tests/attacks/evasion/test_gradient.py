@@ -126,9 +126,12 @@ def test_fgsm_takes_one_full_step(digits_mlp: TorchClassifier, batch: tuple[torc
     assert torch.allclose(delta[~clipped], torch.full_like(delta[~clipped], 0.1), atol=1e-6)
 
 
-def test_default_step_size_and_validation() -> None:
-    assert PGD(eps=0.4, steps=10).step_size == pytest.approx(0.1)
-    assert PGD(eps=0.4, steps=10, step_size=0.05).step_size == 0.05
+def test_default_step_size_follows_eps_and_validation() -> None:
+    pgd = PGD(eps=0.4, steps=10)
+    assert pgd.step_size is None and pgd.effective_step_size() == pytest.approx(0.1)
+    # the default is derived when the attack runs, so a clone at another eps gets its own step
+    assert pgd.clone(eps=0.8).effective_step_size() == pytest.approx(0.2)
+    assert PGD(eps=0.4, steps=10, step_size=0.05).effective_step_size() == 0.05
     for bad in ({"steps": 0}, {"restarts": 0}, {"batch_size": 0}, {"step_size": -1.0}, {"eps": float("nan")}):
         with pytest.raises(ConfigError):
             PGD(**bad)

@@ -9,8 +9,8 @@ from sparring.attacks.evasion import PGD, InternalMimicry, Transfer
 from sparring.data import Dataset
 from sparring.errors import AccessError, ConfigError, InputError
 from sparring.models import Access, TorchClassifier, build
-from sparring.models.student import TransferSetup, transfer_learning_setup
 from sparring.train import TrainConfig, fit
+from sparring.transfer import TransferSetup, transfer_learning_setup
 
 N = 120
 

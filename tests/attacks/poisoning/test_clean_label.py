@@ -14,7 +14,8 @@ from sparring.attacks.poisoning.clean_label import (
 )
 from sparring.data import Dataset
 from sparring.errors import ConfigError, InputError
-from sparring.models.student import TransferSetup, layer_features, transfer_learning_setup
+from sparring.models.hooks import layer_features
+from sparring.transfer import TransferSetup, transfer_learning_setup
 
 EPS = 0.3
 K = 10

@@ -138,7 +138,7 @@ def test_bad_params_raise(kwargs: dict[str, object], name: str) -> None:
 
 
 def test_fit_linear_rejects_other_models(cancer_split: tuple[Dataset, Dataset]) -> None:
-    with pytest.raises(ConfigError, match="logistic_regression, linear_svm"):
+    with pytest.raises(ConfigError, match="'logistic_regression', 'linear_svm'"):
         fit_linear(cancer_split[0], "rbf_svm")
     with pytest.raises(ConfigError, match="reg"):
         fit_linear(cancer_split[0], "linear_svm", reg=0.0)

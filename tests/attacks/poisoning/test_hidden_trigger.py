@@ -7,7 +7,7 @@ from sparring.attacks.poisoning.hidden_trigger import HiddenTrigger, evaluate_hi
 from sparring.data import Dataset
 from sparring.errors import AccessError, ConfigError, InputError
 from sparring.models import Access
-from sparring.models.student import TransferSetup, transfer_learning_setup
+from sparring.transfer import TransferSetup, transfer_learning_setup
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,7 @@ def test_label_only_classifier_forces_gap_fallback(
     overfit: TorchClassifier, split: tuple[Dataset, Dataset], view: str
 ) -> None:
     members, non_members = split
-    labels_only = LabelOnly(overfit) if view == "wrapper" else overfit.restrict(Access.LABELS)
+    labels_only = LabelOnly().wrap(overfit) if view == "wrapper" else overfit.restrict(Access.LABELS)
     result = evaluate_membership(labels_only, members, non_members, attack="loss_threshold")
     assert result.requested == "loss_threshold"
     assert result.attack == "gap"
@@ -165,12 +165,12 @@ def test_cross_entropy_keeps_resolution_for_confident_samples() -> None:
 def test_loss_scores_stay_finite_under_hardening(overfit: TorchClassifier, split: tuple[Dataset, Dataset]) -> None:
     x, y = split[1].x, split[1].y
     p_y = overfit.predict_scores(x).gather(1, y.view(-1, 1)).squeeze(1).double()
-    rounded = LossThreshold().fit(RoundScores(overfit, decimals=1)).score(x, y)
+    rounded = LossThreshold().fit(RoundScores(decimals=1).wrap(overfit)).score(x, y)
     assert bool(torch.isfinite(rounded).all())
     kept = p_y.round(decimals=1) > 0
     assert torch.allclose(rounded[kept], p_y.round(decimals=1)[kept].log(), atol=1e-6)
     assert bool((rounded[~kept] < -20).all())  # p_y rounded to 0 is clamped, not -inf
-    top1 = LossThreshold().fit(TopKScores(overfit, k=1)).score(x, y)
+    top1 = LossThreshold().fit(TopKScores(k=1).wrap(overfit)).score(x, y)
     wrong = overfit.predict_labels(x) != y
     assert bool(wrong.any()) and bool(torch.isfinite(top1).all())
     assert float(top1[wrong].max()) < -20 < float(top1[~wrong].min())

@@ -63,7 +63,7 @@ def test_bad_settings_and_use_raise_clear_errors(
         FeatureSqueezing().score(fit_x)
     with pytest.raises(AccessError, match="scores"):
         FeatureSqueezing().fit(digits_cnn.restrict(Access.LABELS), fit_x)
-    with pytest.raises(InputError, match="at least one"):
+    with pytest.raises(InputError, match="at least 1 clean input"):
         FeatureSqueezing().fit(digits_cnn, fit_x[:0])
     detector = FeatureSqueezing(SQUEEZERS).fit(digits_cnn, fit_x)
     with pytest.raises(InputError, match="shape"):

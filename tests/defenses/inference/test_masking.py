@@ -5,8 +5,8 @@ import torch
 
 from sparring.attacks.poisoning import BadNets
 from sparring.data import Dataset, PoisonedDataset
+from sparring.defenses.inference import STRIP, Detector, FeatureSqueezing
 from sparring.defenses.inference.masking import RandomMasking, random_region_masks
-from sparring.defenses.inference.strip import STRIP, FRRDetector
 from sparring.errors import AccessError, ConfigError, InputError
 from sparring.models import Access, TorchClassifier
 
@@ -20,7 +20,7 @@ def test_catches_triggered_inputs_at_5pct_frr(
     clean, held_out = digits_halves
     triggered = poisoned.trigger.apply(held_out.x[held_out.y != 0])
     detector = RandomMasking(n_masks=32, frr=0.05, seed=0).fit(clf, clean.x)
-    assert isinstance(detector, FRRDetector) and detector.threshold is not None
+    assert isinstance(detector, Detector) and detector.threshold is not None
     s_triggered, s_clean = detector.score(triggered), detector.score(held_out.x)
     assert float((s_triggered < detector.threshold).float().mean()) >= 0.85
     assert float((s_clean < detector.threshold).float().mean()) <= 0.1
@@ -78,6 +78,8 @@ def test_bad_config_and_input(digits_cnn: TorchClassifier, digits_halves: tuple[
     detector = RandomMasking(n_masks=2).fit(digits_cnn, clean.x)
     assert detector.score(clean.x[:0]).shape == (0,)
     assert "n_masks=2" in repr(detector)
-    # The false-rejection threshold is one piece of code for both detectors.
+    # Fitting, calibrating and flagging are one piece of code for every detector.
     strip = STRIP(n_overlays=2, frr=0.05).fit(digits_cnn, clean.x)
-    assert type(strip).detect is type(detector).detect is FRRDetector.detect
+    for cls in (STRIP, RandomMasking, FeatureSqueezing):
+        assert cls.detect is Detector.detect and cls.fit is Detector.fit
+    assert strip.rate == detector.rate == 0.05

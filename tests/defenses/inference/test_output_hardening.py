@@ -5,12 +5,13 @@ import torch
 
 from sparring.data import Dataset, digits
 from sparring.defenses.inference import (
+    HARDENING,
     HARDENING_NAMES,
     LabelOnly,
+    OutputHardening,
     RoundScores,
     TopKScores,
     harden,
-    parse_hardening,
 )
 from sparring.errors import AccessError, ConfigError
 from sparring.models import Access, Classifier, TorchClassifier, build
@@ -47,7 +48,7 @@ def test_hardening_removes_gradients_and_internals(clf: TorchClassifier, data: D
 
 
 def test_label_only_exposes_labels_only(clf: TorchClassifier, data: Dataset) -> None:
-    hardened = LabelOnly(clf)
+    hardened = LabelOnly().wrap(clf)
     assert hardened.access == Access.LABELS
     with pytest.raises(AccessError, match="scores"):
         hardened.predict_scores(data.x[:2])
@@ -55,19 +56,19 @@ def test_label_only_exposes_labels_only(clf: TorchClassifier, data: Dataset) -> 
 
 def test_round_scores_are_rounded(clf: TorchClassifier, data: Dataset) -> None:
     raw = clf.predict_scores(data.x)
-    rounded = RoundScores(clf, decimals=2).predict_scores(data.x)
+    rounded = RoundScores(decimals=2).wrap(clf).predict_scores(data.x)
     assert rounded.shape == raw.shape
     assert torch.allclose(rounded * 100, (rounded * 100).round(), atol=1e-4)
     assert (rounded - raw).abs().max() <= 0.005 + 1e-6
     assert not torch.equal(rounded, raw)
-    zero_decimals = RoundScores(clf, decimals=0).predict_scores(data.x)
+    zero_decimals = RoundScores(decimals=0).wrap(clf).predict_scores(data.x)
     assert set(zero_decimals.unique().tolist()) <= {0.0, 1.0}
 
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_top_k_keeps_k_probabilities_without_renormalising(clf: TorchClassifier, data: Dataset, k: int) -> None:
     raw = clf.predict_scores(data.x)
-    masked = TopKScores(clf, k=k).predict_scores(data.x)
+    masked = TopKScores(k=k).wrap(clf).predict_scores(data.x)
     assert bool(((masked > 0).sum(dim=1) == k).all())
     top = raw.topk(k, dim=1).values
     assert torch.allclose(masked.topk(k, dim=1).values, top)
@@ -79,15 +80,15 @@ def test_top_k_keeps_k_probabilities_without_renormalising(clf: TorchClassifier,
 def test_score_wrappers_need_inner_scores(clf: TorchClassifier) -> None:
     labels_only = clf.restrict(Access.LABELS)
     with pytest.raises(AccessError, match="RoundScores needs scores"):
-        RoundScores(labels_only)
+        RoundScores().wrap(labels_only)
     with pytest.raises(AccessError, match="TopKScores needs scores"):
-        TopKScores(labels_only)
+        TopKScores().wrap(labels_only)
     with pytest.raises(AccessError, match="LabelOnly needs labels"):
-        LabelOnly(clf.restrict(Access.SCORES))
+        LabelOnly().wrap(clf.restrict(Access.SCORES))
 
 
 def test_score_wrapper_labels_from_scores_when_inner_has_no_labels(clf: TorchClassifier, data: Dataset) -> None:
-    hardened = RoundScores(clf.restrict(Access.SCORES))
+    hardened = RoundScores().wrap(clf.restrict(Access.SCORES))
     assert torch.equal(hardened.predict_labels(data.x), clf.predict_labels(data.x))
 
 
@@ -107,19 +108,21 @@ def test_wrappers_compose(clf: TorchClassifier, data: Dataset) -> None:
     assert torch.equal(hardened.predict_labels(data.x), clf.predict_labels(data.x))
 
 
-def test_harden_parses_specs(clf: TorchClassifier) -> None:
-    r = harden(clf, "round")
+def test_registry_builds_hardenings_from_specs(clf: TorchClassifier) -> None:
+    r = HARDENING.build("round")
     assert isinstance(r, RoundScores) and r.decimals == 2
-    r3 = harden(clf, " round:3 ")
+    r3 = HARDENING.build(" round:3 ")
     assert isinstance(r3, RoundScores) and r3.decimals == 3
-    t = harden(clf, "top_k")
+    t = HARDENING.build("top_k")
     assert isinstance(t, TopKScores) and t.k == 1
-    t3 = harden(clf, "top_k:3")
+    t3 = HARDENING.build("top_k:3")
     assert isinstance(t3, TopKScores) and t3.k == 3
-    assert isinstance(harden(clf, "label_only"), LabelOnly)
+    assert isinstance(HARDENING.build("label_only"), LabelOnly)
     assert HARDENING_NAMES == ("round", "top_k", "label_only")
     for name in HARDENING_NAMES:
-        assert isinstance(harden(clf, name), Classifier)
+        defence = HARDENING.build(name)
+        assert isinstance(defence, OutputHardening) and isinstance(defence.wrap(clf), Classifier)
+        assert defence.clone().get_params() == defence.get_params()
 
 
 @pytest.mark.parametrize(
@@ -130,15 +133,15 @@ def test_bad_specs_raise_config_error(clf: TorchClassifier, spec: str) -> None:
         harden(clf, spec)
 
 
-def test_parse_hardening_needs_no_classifier() -> None:
-    assert parse_hardening("round") == ("round", 2)
-    assert parse_hardening("round:0") == ("round", 0)
-    assert parse_hardening("top_k") == ("top_k", 1)
-    assert parse_hardening("top_k:5") == ("top_k", 5)
-    assert parse_hardening("label_only") == ("label_only", None)
+def test_specs_are_checked_without_a_classifier() -> None:
+    assert HARDENING.parse("round") == ("round", {"decimals": 2})
+    assert HARDENING.parse("round:0") == ("round", {"decimals": 0})
+    assert HARDENING.parse("top_k") == ("top_k", {"k": 1})
+    assert HARDENING.parse("top_k:5") == ("top_k", {"k": 5})
+    assert HARDENING.parse("label_only") == ("label_only", {})
     for bad in ("round:-1", "top_k:0", "top_k:two", "label_only:1", "jpeg"):
         with pytest.raises(ConfigError):
-            parse_hardening(bad)
+            HARDENING.check(bad)
 
 
 def test_unknown_spec_message_names_valid_forms(clf: TorchClassifier) -> None:
@@ -150,8 +153,8 @@ def test_unknown_spec_message_names_valid_forms(clf: TorchClassifier) -> None:
 
 def test_constructor_arguments_are_validated(clf: TorchClassifier) -> None:
     with pytest.raises(ConfigError, match="decimals"):
-        RoundScores(clf, decimals=-1)
+        RoundScores(decimals=-1)
     with pytest.raises(ConfigError, match="k must"):
-        TopKScores(clf, k=0)
+        TopKScores(k=0)
     with pytest.raises(ConfigError, match="k must"):
-        TopKScores(clf, k=11)
+        TopKScores(k=11).wrap(clf)

@@ -6,7 +6,7 @@ import torch
 from sparring.attacks.poisoning import BadNets
 from sparring.data import Dataset, PoisonedDataset
 from sparring.defenses.inference import STRIP
-from sparring.defenses.inference.strip import frr_threshold
+from sparring.defenses.inference.detector import threshold_at
 from sparring.errors import AccessError, ConfigError, InputError
 from sparring.models import Access, TorchClassifier
 
@@ -61,12 +61,14 @@ def test_bad_config_and_input(digits_cnn: TorchClassifier, digits_halves: tuple[
     assert "blend" in repr(detector)
 
 
-def test_frr_threshold_flags_at_most_the_share() -> None:
+def test_threshold_flags_at_most_the_share() -> None:
     scores = torch.arange(100.0).flip(0)
-    threshold = frr_threshold(scores, 0.05)
-    assert int((scores < threshold).sum()) == 4  # floor(0.05 * 99): never more than the 5 % asked for
-    assert int((torch.zeros(10) < frr_threshold(torch.zeros(10), 0.5)).sum()) == 0  # ties flag nothing
-    with pytest.raises(ConfigError, match="frr"):
-        frr_threshold(scores, 1.5)
+    low = threshold_at(scores, 0.05, low_is_suspicious=True)
+    assert int((scores < low).sum()) == 4  # floor(0.05 * 99): never more than the 5 % asked for
+    high = threshold_at(scores, 0.05, low_is_suspicious=False)
+    assert int((scores > high).sum()) == 4
+    assert int((torch.zeros(10) < threshold_at(torch.zeros(10), 0.5, True)).sum()) == 0  # ties flag nothing
+    with pytest.raises(ConfigError, match="rate"):
+        threshold_at(scores, 1.5, True)
     with pytest.raises(InputError, match="non-empty"):
-        frr_threshold(torch.zeros(0), 0.05)
+        threshold_at(torch.zeros(0), 0.05, True)

@@ -56,13 +56,14 @@ def test_the_training_attack_runs_every_step() -> None:
     assert isinstance(attack.norm, L2)
     assert (attack.eps, attack.steps, attack.step_size, attack.random_start) == (0.5, 4, 0.2, False)
     assert attack.early_stop is False and attack.seed == 3
-    assert AdversarialTraining(eps=0.2, steps=4).attack().step_size == pytest.approx(2.5 * 0.2 / 4)
+    assert AdversarialTraining(eps=0.2, steps=4).attack().effective_step_size() == pytest.approx(2.5 * 0.2 / 4)
 
 
 def test_constructor_validates_and_stores_only() -> None:
     at = AdversarialTraining()
     assert (at.eps, at.steps, at.random_start) == (0.15, 2, True)
-    assert at.attack().step_size == pytest.approx(1.25 * 0.15)
+    assert at.attack().effective_step_size() == pytest.approx(1.25 * 0.15)
+    assert at.clone(eps=0.3).attack().effective_step_size() == pytest.approx(1.25 * 0.3)
     assert "AdversarialTraining(" in repr(at)
     for bad in ({"eps": -1.0}, {"steps": 0}, {"norm": "l9"}, {"step_size": -0.1}, {"bounds": (1.0, 0.0)}):
         with pytest.raises(ConfigError):

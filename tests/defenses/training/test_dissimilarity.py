@@ -14,8 +14,9 @@ from sparring.defenses.training.dissimilarity import gradient_cosine
 from sparring.errors import ConfigError, InputError
 from sparring.metrics import dataset_accuracy
 from sparring.models import Access, TorchClassifier, build
-from sparring.models.student import TransferSetup, layer_features, transfer_learning_setup
+from sparring.models.hooks import layer_features
 from sparring.train import TrainConfig
+from sparring.transfer import TransferSetup, transfer_learning_setup
 
 N = 150
 

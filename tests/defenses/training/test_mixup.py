@@ -84,8 +84,8 @@ def test_mixing_is_seeded_and_changes_training(digits_split: tuple[Dataset, Data
 def test_bad_mix_specs() -> None:
     for spec, match in [
         ("mixit:1", "unknown mix"),
-        ("mixup", "numeric argument"),
-        ("cutmix:abc", "numeric argument"),
+        ("mixup", "needs its argument ALPHA"),
+        ("cutmix:abc", "ALPHA in mix .cutmix:abc. must be a number"),
         ("mixup:0", "> 0"),
         ("cutmix:-1", "> 0"),
         ("mixup:inf", "> 0"),

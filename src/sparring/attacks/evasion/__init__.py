@@ -3,6 +3,7 @@
 from sparring.attacks.evasion.adaptive import BPDA, EOT, SqueezingAwarePGD, transformed_layers
 from sparring.attacks.evasion.apgd import APGD
 from sparring.attacks.evasion.base import EvasionAttack, EvasionResult, success_by_queries
+from sparring.attacks.evasion.curve import CurvePoint, SecurityCurve, query_budgets, security_curve, worst_of
 from sparring.attacks.evasion.cw import CarliniWagnerL2
 from sparring.attacks.evasion.ensemble import WorstCaseEnsemble, autoattack
 from sparring.attacks.evasion.gradient import FGSM, PGD
@@ -11,16 +12,16 @@ from sparring.attacks.evasion.mimicry import InternalMimicry
 from sparring.attacks.evasion.norms import L2, Linf, Norm, get_norm
 from sparring.attacks.evasion.square import Square
 from sparring.attacks.evasion.transfer import Transfer
+from sparring.params import Registry
 
 #: Evasion attacks by the name an assessment config uses.
-EVASION_ATTACKS: dict[str, type[EvasionAttack]] = {
-    "fgsm": FGSM,
-    "pgd": PGD,
-    "apgd": APGD,
-    "cw-l2": CarliniWagnerL2,
-    "square": Square,
-    "hopskipjump": HopSkipJump,
-}
+EVASION_ATTACKS: Registry[EvasionAttack] = Registry("evasion attack")
+EVASION_ATTACKS.add("fgsm", FGSM)
+EVASION_ATTACKS.add("pgd", PGD)
+EVASION_ATTACKS.add("apgd", APGD)
+EVASION_ATTACKS.add("cw-l2", CarliniWagnerL2)
+EVASION_ATTACKS.add("square", Square)
+EVASION_ATTACKS.add("hopskipjump", HopSkipJump)
 
 __all__ = [
     "APGD",
@@ -31,18 +32,23 @@ __all__ = [
     "L2",
     "PGD",
     "CarliniWagnerL2",
+    "CurvePoint",
     "EvasionAttack",
     "EvasionResult",
     "HopSkipJump",
     "InternalMimicry",
     "Linf",
     "Norm",
+    "SecurityCurve",
     "Square",
     "SqueezingAwarePGD",
     "Transfer",
     "WorstCaseEnsemble",
     "autoattack",
     "get_norm",
+    "query_budgets",
+    "security_curve",
     "success_by_queries",
     "transformed_layers",
+    "worst_of",
 ]

@@ -18,11 +18,12 @@ from contextlib import ExitStack
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
+from sparring.attacks.evasion.gradient import cross_entropy_step, default_step_size
+from sparring.attacks.evasion.loop import Step, gradient_loop
 from sparring.attacks.evasion.norms import Norm, get_norm
-from sparring.errors import ConfigError, check_nonnegative, check_positive_int
+from sparring.errors import ConfigError, check_nonnegative, check_positive_int, check_seed
 from sparring.models import Access, Classifier, ClassifierWrapper, InputTransform, TransformedClassifier
 
 
@@ -48,6 +49,8 @@ class BPDA(EvasionAttack):
     for a randomized transform); ``queries`` include that final check. For randomized
     transforms, an inner attack with ``early_stop=False`` (or a margin) is stronger, since
     an input that just crosses the averaged boundary flips back on about half the draws.
+    BPDA changes how the classifier differentiates, not the attack, so it wraps any
+    gradient attack (PGD, APGD, CW).
     """
 
     requires = Access.GRADIENTS
@@ -57,7 +60,11 @@ class BPDA(EvasionAttack):
             raise ConfigError(f"BPDA wraps an evasion attack, got {type(attack).__name__}")
         self.attack = attack
         self.eot_samples = check_positive_int("eot_samples", eot_samples)
-        self.norm = attack.norm
+
+    @property
+    def norm(self) -> Norm:  # type: ignore[override]
+        """The wrapped attack's norm."""
+        return self.attack.norm
 
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         layers = transformed_layers(classifier)
@@ -93,15 +100,16 @@ class SqueezingAwarePGD(EvasionAttack):
 
     The adaptive attack on feature squeezing (Xu et al., NDSS 2018) in the spirit of He et
     al. ("Adversarial Example Defenses: Ensembles of Weak Defenses are not Strong", WOOT
-    2017), with BPDA gradients through the squeezers (Athalye et al., ICML 2018). A sample
-    succeeds only when it is misclassified (or reaches its target) *and* the detector's
-    score (largest L1 distance between the softmax on ``x`` and on each squeezed ``x``) is
-    at most ``threshold``; until then it keeps ascending ``CE(f(x), y) - weight * score(x)``,
-    which drives it past the decision boundary into confident regions that squeezing no
-    longer flips. ``squeezers`` are the detector's transforms and ``threshold`` its fitted
-    threshold (``FeatureSqueezing.threshold``). On digits the score term did not help over
-    plain cross-entropy ascent (weights 0.05 to 5 found fewer undetected examples than 0),
-    so ``weight`` defaults to 0: the detector-aware stopping rule is what defeats it.
+    2017), with BPDA gradients through the squeezers (Athalye et al., ICML 2018): PGD's loop
+    with another loss and criterion. A sample succeeds only when it is misclassified (or
+    reaches its target) *and* the detector's score (largest L1 distance between the softmax
+    on ``x`` and on each squeezed ``x``) is at most ``threshold``; until then it keeps
+    ascending ``CE(f(x), y) - weight * score(x)``, which drives it past the decision boundary
+    into confident regions that squeezing no longer flips. ``squeezers`` are the detector's
+    transforms and ``threshold`` its fitted threshold (``FeatureSqueezing.threshold``). On
+    digits the score term did not help over plain cross-entropy ascent (weights 0.05 to 5
+    found fewer undetected examples than 0), so ``weight`` defaults to 0: the detector-aware
+    stopping rule is what defeats it. One random start, early stop.
     """
 
     def __init__(
@@ -123,51 +131,35 @@ class SqueezingAwarePGD(EvasionAttack):
         self.norm = get_norm(norm)
         self.eps = check_nonnegative("eps", eps)
         self.steps = check_positive_int("steps", steps)
-        self.step_size = 2.5 * self.eps / self.steps if step_size is None else check_nonnegative("step_size", step_size)
+        self.step_size = None if step_size is None else check_nonnegative("step_size", step_size)
         self.weight = check_nonnegative("weight", weight)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         views = [TransformedClassifier(classifier, s, seed=self.seed) for s in self.squeezers]
         g = torch.Generator().manual_seed(self.seed)
-        lo, hi = classifier.bounds
-        xk = (x + self.norm.random(x, self.eps, g)).clamp(lo, hi) if self.eps > 0 else x.clone()
-        out, success = x.clone(), torch.zeros(len(x), dtype=torch.bool)
-        goal = y if target is None else target
-        sign = 1.0 if target is None else -1.0
-        active = torch.arange(len(x))
+
+        def objective(xa: Tensor, idx: Tensor, _step: int) -> Step:
+            logits = classifier.logits(xa)
+            base = cross_entropy_step(logits, y[idx], None if target is None else target[idx])
+            p = torch.softmax(logits, dim=1)
+            score = torch.stack([(p - torch.softmax(v.logits(xa), 1)).abs().sum(1) for v in views]).amax(0)
+            return Step(base.loss - self.weight * score, base.success & (score.detach() <= self.threshold))
+
+        start = self.norm.random(x, self.eps, g) if self.eps > 0 else None
         with ExitStack() as stack:
             for view in views:
                 stack.enter_context(view.straight_through())
-            for step in range(self.steps + 1):
-                last = step == self.steps
-                still: list[Tensor] = []
-                for idx in active.split(self.batch_size):
-                    xa = xk[idx].requires_grad_(not last)
-                    with torch.set_grad_enabled(not last):
-                        logits = classifier.logits(xa)
-                        p = torch.softmax(logits, dim=1)
-                        score = torch.stack([(p - torch.softmax(v.logits(xa), 1)).abs().sum(1) for v in views]).amax(0)
-                    t = None if target is None else target[idx]
-                    done = is_success(logits.detach().argmax(1), y[idx], t) & (score.detach() <= self.threshold)
-                    out[idx[done]] = xa.detach()[done]
-                    success[idx[done]] = True
-                    keep = ~done
-                    if last or not bool(keep.any()):
-                        continue
-                    moving = idx[keep]
-                    objective = sign * F.cross_entropy(logits[keep], goal[moving], reduction="sum")
-                    objective = objective - self.weight * score[keep].sum()
-                    (grad,) = torch.autograd.grad(objective, xa)
-                    with torch.no_grad():
-                        stepped = xk[moving] + self.step_size * self.norm.direction(grad[keep])
-                        x0 = x[moving]
-                        xk[moving] = (x0 + self.norm.project(stepped - x0, self.eps)).clamp(lo, hi)
-                    still.append(moving)
-                if last or not still:
-                    break
-                active = torch.cat(still)
-        failed = ~success
-        out[failed] = xk[failed]
-        return out, success
+            r = gradient_loop(
+                x,
+                objective,
+                self.norm,
+                self.eps,
+                self.steps,
+                default_step_size(self.eps, self.steps, self.step_size),
+                classifier.bounds,
+                start=start,
+                batch_size=self.batch_size,
+            )
+        return r.x, r.success

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
 from sparring.attacks.evasion.norms import Norm, get_norm
-from sparring.errors import ConfigError, check_fraction, check_nonnegative, check_positive_int
+from sparring.errors import ConfigError, check_fraction, check_nonnegative, check_positive_int, check_seed
 from sparring.models import Classifier
 from sparring.progress import bar
 
@@ -104,7 +104,7 @@ class APGD(EvasionAttack):
         self.restarts = check_positive_int("restarts", restarts)
         self.rho = check_fraction("rho", rho)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     @property
     def label(self) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from sparring.attacks.evasion.norms import Norm
 from sparring.errors import InputError
 from sparring.models import Access, Classifier, check_batch, check_labels
+from sparring.params import Params
 
 
 @dataclass
@@ -45,11 +46,12 @@ class EvasionResult:
         return 1.0 - self.success_rate
 
 
-class EvasionAttack(ABC):
+class EvasionAttack(Params, ABC):
     """Base of evasion attacks; subclasses implement :meth:`_run`.
 
     ``requires`` names the access an attack needs; :meth:`run` checks it before the first
-    query and raises :class:`~sparring.errors.AccessError` naming what is missing.
+    query and raises :class:`~sparring.errors.AccessError` naming what is missing. Parameters,
+    ``repr`` and ``clone`` come from the constructor (:class:`~sparring.params.Params`).
     """
 
     requires: ClassVar[Access] = Access.GRADIENTS
@@ -85,6 +87,10 @@ class EvasionAttack(ABC):
             raise InputError(f"inputs lie outside the classifier's bounds [{lo}, {hi}]")
         return x, y, target
 
+    def run_details(self) -> dict[str, Any]:
+        """What the attack reports about its last run beyond the result (default: nothing)."""
+        return {}
+
     @abstractmethod
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         """Return ``(x_adv, success)`` for validated inputs.
@@ -92,10 +98,6 @@ class EvasionAttack(ABC):
         An attack that counts queries per sample stores them in ``self._sample_queries``
         (a ``[N]`` long tensor) before returning; :meth:`run` moves them into the result.
         """
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({params})"
 
 
 def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
 from sparring.attacks.evasion.norms import L2
-from sparring.errors import check_nonnegative, check_positive_int
+from sparring.errors import check_nonnegative, check_positive_int, check_seed
 from sparring.models import Classifier
 from sparring.progress import bar
 
@@ -73,7 +73,7 @@ class CarliniWagnerL2(EvasionAttack):
         self.eps = None if eps is None else check_nonnegative("eps", eps)
         self.abort_early = bool(abort_early)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         with torch.no_grad():

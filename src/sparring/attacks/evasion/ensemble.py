@@ -36,8 +36,7 @@ def member_name(attack: EvasionAttack) -> str:
 
 def _describe(attack: EvasionAttack) -> str:
     """Class and public parameters: what decides an attack's output."""
-    params = sorted((k, repr(v)) for k, v in vars(attack).items() if not k.startswith("_"))
-    return f"{type(attack).__module__}.{type(attack).__qualname__}{params}"
+    return f"{type(attack).__module__}.{attack!r}"
 
 
 class WorstCaseEnsemble(EvasionAttack):
@@ -68,15 +67,24 @@ class WorstCaseEnsemble(EvasionAttack):
             raise ConfigError(f"all attacks in an ensemble must share one norm, got {', '.join(sorted(names))}")
         self.attacks = members
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
-        self.norm: Norm = members[0].norm
-        needed = Access.NONE
-        for a in members:
-            needed |= a.requires
-        self.requires = needed  # type: ignore[misc]  # an instance's access is its members' union
         self.last_report: list[dict[str, Any]] = []
 
-    def __repr__(self) -> str:
-        return f"WorstCaseEnsemble(attacks={self.attacks!r}, checkpoint={self.checkpoint!r})"
+    def run_details(self) -> dict[str, Any]:
+        """The members of the last run: name, robust accuracy after, samples newly broken, seconds, queries."""
+        return {"members": self.last_report}
+
+    @property
+    def norm(self) -> Norm:  # type: ignore[override]
+        """The members' shared norm."""
+        return self.attacks[0].norm
+
+    @property
+    def requires(self) -> Access:  # type: ignore[override]
+        """The union of the members' access."""
+        needed = Access.NONE
+        for a in self.attacks:
+            needed |= a.requires
+        return needed
 
     def _fingerprint(self, x: Tensor, y: Tensor, target: Tensor | None) -> str:
         h = hashlib.sha256()

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
 from sparring.attacks.evasion.norms import Norm, get_norm
-from sparring.errors import check_nonnegative, check_positive_int
+from sparring.errors import check_nonnegative, check_positive_int, check_seed
 from sparring.models import Access, Classifier
 from sparring.progress import bar
 
@@ -67,7 +67,7 @@ class HopSkipJump(EvasionAttack):
         self.gamma = check_nonnegative("gamma", gamma)
         self.init_tries = check_positive_int("init_tries", init_tries)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     # -- bookkeeping -------------------------------------------------------------------
     def _adv(self, xs: Tensor, idx: Tensor) -> Tensor:

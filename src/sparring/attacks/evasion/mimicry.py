@@ -19,11 +19,13 @@ import torch
 from torch import Tensor
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
+from sparring.attacks.evasion.gradient import default_step_size
+from sparring.attacks.evasion.loop import Step, gradient_loop
 from sparring.attacks.evasion.norms import Norm, get_norm
 from sparring.data import Dataset
-from sparring.errors import ConfigError, InputError, check_nonnegative, check_positive_int
+from sparring.errors import ConfigError, InputError, check_nonnegative, check_positive_int, check_seed
 from sparring.models import Access, Classifier, TorchClassifier
-from sparring.models.student import layer_features
+from sparring.models.hooks import layer_features
 
 
 class InternalMimicry(EvasionAttack):
@@ -32,7 +34,7 @@ class InternalMimicry(EvasionAttack):
     Parameters: ``teacher`` (a :class:`TorchClassifier` with gradient and internals access:
     the public model), ``layer`` (the teacher layer the student froze last), ``reference``
     (images the attacker has of each target class, e.g. public data), ``norm`` and ``eps``
-    (the budget), ``steps`` and ``step_size`` (default ``2.5 * eps / steps``),
+    (the budget), ``steps`` and ``step_size`` (None: ``2.5 * eps / steps``),
     ``candidates`` (for each source, the attack mimics each of the ``candidates`` reference
     images of the target class nearest to it in the teacher's representation and keeps the
     closest match: the paper likewise picks the target image the attack reaches best),
@@ -66,49 +68,51 @@ class InternalMimicry(EvasionAttack):
         self.norm = get_norm(norm)
         self.eps = check_nonnegative("eps", eps)
         self.steps = check_positive_int("steps", steps)
-        self.step_size = 2.5 * self.eps / self.steps if step_size is None else check_nonnegative("step_size", step_size)
+        self.step_size = None if step_size is None else check_nonnegative("step_size", step_size)
         self.candidates = check_positive_int("candidates", candidates)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     def mimic(self, x: Tensor, x_target: Tensor) -> tuple[Tensor, Tensor]:
         """Perturb ``x`` within the budget towards ``x_target``'s teacher representation.
 
         Returns ``(x_adv, distance)``: the perturbed inputs and the remaining L2 distance of
-        their representations, relative to the target representation's norm.
+        their representations, relative to the target representation's norm. The one
+        gradient loop descends the squared distance and keeps each sample's closest point
+        (the clean input included).
         """
         self.teacher.require(Access.GRADIENTS | Access.INTERNALS, type(self).__name__)
-        feats = layer_features(self.teacher.model, self.layer)
-        lo, hi = self.teacher.bounds
-        g = torch.Generator().manual_seed(self.seed)
-        outs: list[Tensor] = []
-        dists: list[Tensor] = []
-        for xs, xt in zip(x.split(self.batch_size), x_target.split(self.batch_size), strict=True):
-            with torch.no_grad():
-                goal = feats(xt)
-            scale = goal.norm(dim=1).clamp_min(1e-12)
-            best = xs.clone()
-            with torch.no_grad():
-                best_d = (feats(xs) - goal).norm(dim=1) / scale
-            xk = (xs + self.norm.random(xs, self.eps, g)).clamp(lo, hi) if self.eps > 0 else xs.clone()
-            for step in range(self.steps + 1):
-                xa = xk.clone().requires_grad_(step < self.steps)
-                with torch.set_grad_enabled(step < self.steps):
-                    d2 = (feats(xa) - goal).pow(2).sum(1)
-                d = d2.detach().sqrt() / scale
-                better = d < best_d
-                best[better], best_d[better] = xa.detach()[better], d[better]
-                if step == self.steps or self.eps == 0:
-                    break
-                (grad,) = torch.autograd.grad(d2.sum(), xa)
-                with torch.no_grad():
-                    stepped = xk - self.step_size * self.norm.direction(grad)
-                    xk = (xs + self.norm.project(stepped - xs, self.eps)).clamp(lo, hi)
-            outs.append(best)
-            dists.append(best_d)
-        if not outs:
+        if len(x) == 0:
             return x.clone(), torch.empty(0)
-        return torch.cat(outs), torch.cat(dists)
+        feats = layer_features(self.teacher.model, self.layer)
+        with torch.no_grad():
+            goal = torch.cat([feats(b) for b in x_target.split(self.batch_size)])
+            scale = goal.norm(dim=1).clamp_min(1e-12)
+            clean = torch.cat([feats(b) for b in x.split(self.batch_size)])
+            clean_d = (clean - goal).norm(dim=1) / scale
+        if self.eps == 0:
+            return x.clone(), clean_d
+
+        def objective(xa: Tensor, idx: Tensor, _step: int) -> Step:
+            d2 = (feats(xa) - goal[idx]).pow(2).sum(1)
+            return Step(-d2, torch.zeros(len(idx), dtype=torch.bool), quality=-d2)
+
+        g = torch.Generator().manual_seed(self.seed)
+        r = gradient_loop(
+            x,
+            objective,
+            self.norm,
+            self.eps,
+            self.steps,
+            default_step_size(self.eps, self.steps, self.step_size),
+            self.teacher.bounds,
+            start=self.norm.random(x, self.eps, g),
+            early_stop=False,
+            batch_size=self.batch_size,
+        )
+        d = (-r.quality).clamp_min(0.0).sqrt() / scale
+        better = d < clean_d
+        return torch.where(better.view(-1, *[1] * (x.dim() - 1)), r.x, x), torch.where(better, d, clean_d)
 
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         if target is None:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
 from sparring.attacks.evasion.norms import Norm, get_norm
-from sparring.errors import ConfigError, check_nonnegative, check_positive_int
+from sparring.errors import ConfigError, check_choice, check_fraction, check_nonnegative, check_positive_int, check_seed
 from sparring.models import Access, Classifier
 from sparring.progress import bar
 
@@ -117,15 +117,12 @@ class Square(EvasionAttack):
         self.norm = get_norm(norm)
         self.eps = check_nonnegative("eps", eps)
         self.max_queries = check_positive_int("max_queries", max_queries)
-        p = float(p_init)
-        if not 0.0 < p <= 1.0:
+        self.p_init = check_fraction("p_init", p_init)
+        if self.p_init == 0.0:
             raise ConfigError(f"p_init must be in (0, 1], got {p_init}")
-        self.p_init = p
-        if loss != "margin":
-            raise ConfigError(f"unknown loss {loss!r}; Square supports 'margin'")
-        self.loss = loss
+        self.loss = check_choice("loss", loss, ("margin",))
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     # -- queries -----------------------------------------------------------------------
     def _margin(self, clf: Classifier, xs: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:

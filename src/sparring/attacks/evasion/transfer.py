@@ -10,11 +10,12 @@ labels, once per sample.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
+from sparring.attacks.evasion.norms import Norm
 from sparring.errors import ConfigError, InputError
 from sparring.models import Access, Classifier
 
@@ -39,9 +40,17 @@ class Transfer(EvasionAttack):
             raise ConfigError(f"attack must be a sparring EvasionAttack, got {type(attack).__name__}")
         self.surrogate = surrogate
         self.attack = attack
-        self.norm = attack.norm  # the perturbation budget is the crafting attack's
         self.last_surrogate_success_rate: float | None = None
         self.last_surrogate_seconds: float | None = None
+
+    def run_details(self) -> dict[str, Any]:
+        """The crafting attack's success on the surrogate in the last run."""
+        return {"surrogate_success_rate": self.last_surrogate_success_rate}
+
+    @property
+    def norm(self) -> Norm:  # type: ignore[override]
+        """The crafting attack's norm: the perturbation budget is its."""
+        return self.attack.norm
 
     def _run(self, classifier: Classifier, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         s = self.surrogate
@@ -57,6 +66,3 @@ class Transfer(EvasionAttack):
         self.last_surrogate_seconds = crafted.seconds
         pred = classifier.predict_labels(crafted.x_adv) if len(x) else y
         return crafted.x_adv, is_success(pred, y, target)
-
-    def __repr__(self) -> str:
-        return f"Transfer(surrogate={self.surrogate!r}, attack={self.attack!r})"

@@ -14,13 +14,22 @@ import torch
 
 from sparring.attacks.poisoning.all_to_one import poison_all_to_all, poison_all_to_one
 from sparring.data import Dataset, PoisonedDataset, Trigger
-from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
+from sparring.errors import (
+    InputError,
+    check_choice,
+    check_class,
+    check_flag,
+    check_fraction,
+    check_positive_int,
+    check_seed,
+)
+from sparring.params import Params
 
 #: Where the patch goes on an image; on flat inputs only the side (left/right) matters.
 POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 
 
-class BadNets:
+class BadNets(Params):
     """BadNets backdoor (all-to-one, or all-to-all with ``all_to_all=True``) with a checkerboard patch trigger.
 
     On image inputs ``[C, H, W]`` (or ``[H, W]``) the trigger is a ``patch_size`` square
@@ -42,18 +51,12 @@ class BadNets:
         seed: int = 0,
         all_to_all: bool = False,
     ) -> None:
-        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
-            raise ConfigError(f"target must be a class index >= 0, got {target!r}")
-        if position not in POSITIONS:
-            raise ConfigError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
-        self.target = target
+        self.target = check_class("target", target)
         self.poison_fraction = check_fraction("poison_fraction", poison_fraction)
         self.patch_size = check_positive_int("patch_size", patch_size)
-        if not isinstance(all_to_all, bool):
-            raise ConfigError(f"all_to_all must be True or False, got {all_to_all!r}")
-        self.position = position
-        self.seed = int(seed)
-        self.all_to_all = all_to_all
+        self.position = check_choice("position", position, POSITIONS)
+        self.seed = check_seed(seed)
+        self.all_to_all = check_flag("all_to_all", all_to_all)
 
     def trigger(self, input_shape: Sequence[int]) -> Trigger:
         """The patch trigger for inputs of one sample's shape ``input_shape``."""
@@ -94,10 +97,3 @@ class BadNets:
         if self.all_to_all:
             return poison_all_to_all(train, trigger, self.poison_fraction, self.seed, "badnets-all2all")
         return poison_all_to_one(train, trigger, self.target, self.poison_fraction, self.seed, "badnets")
-
-    def __repr__(self) -> str:
-        return (
-            f"BadNets(target={self.target}, poison_fraction={self.poison_fraction}, "
-            f"patch_size={self.patch_size}, position={self.position!r}, seed={self.seed}, "
-            f"all_to_all={self.all_to_all})"
-        )

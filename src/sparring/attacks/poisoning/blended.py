@@ -14,13 +14,22 @@ import torch
 
 from sparring.attacks.poisoning.all_to_one import poison_all_to_all, poison_all_to_one
 from sparring.data import Dataset, PoisonedDataset, Trigger
-from sparring.errors import ConfigError, InputError, check_fraction
+from sparring.errors import (
+    ConfigError,
+    InputError,
+    check_choice,
+    check_class,
+    check_flag,
+    check_fraction,
+    check_seed,
+)
+from sparring.params import Params
 
 #: Key patterns :class:`Blended` can draw.
 PATTERNS = ("noise",)
 
 
-class Blended:
+class Blended(Params):
     """All-to-one blended backdoor (Chen et al. 2017) with a seeded uniform-noise key.
 
     The trigger's pattern is uniform noise in [0, 1] of one sample's shape drawn from ``seed``
@@ -41,20 +50,14 @@ class Blended:
         seed: int = 0,
         all_to_all: bool = False,
     ) -> None:
-        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
-            raise ConfigError(f"target must be a class index >= 0, got {target!r}")
-        if pattern not in PATTERNS:
-            raise ConfigError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
-        if not 0.0 < float(alpha) <= 1.0:
-            raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
-        if not isinstance(all_to_all, bool):
-            raise ConfigError(f"all_to_all must be True or False, got {all_to_all!r}")
-        self.all_to_all = all_to_all
-        self.target = target
+        self.target = check_class("target", target)
         self.poison_fraction = check_fraction("poison_fraction", poison_fraction)
-        self.alpha = float(alpha)
-        self.pattern = pattern
-        self.seed = int(seed)
+        self.alpha = check_fraction("alpha", alpha)
+        if self.alpha == 0.0:
+            raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
+        self.pattern = check_choice("pattern", pattern, PATTERNS)
+        self.seed = check_seed(seed)
+        self.all_to_all = check_flag("all_to_all", all_to_all)
 
     def trigger(self, input_shape: Sequence[int]) -> Trigger:
         """The blended trigger for inputs of one sample's shape ``input_shape``."""
@@ -72,9 +75,3 @@ class Blended:
         if self.all_to_all:
             return poison_all_to_all(train, trigger, self.poison_fraction, self.seed + 1_000_003, "blended-all2all")
         return poison_all_to_one(train, trigger, self.target, self.poison_fraction, self.seed + 1_000_003, "blended")
-
-    def __repr__(self) -> str:
-        return (
-            f"Blended(target={self.target}, poison_fraction={self.poison_fraction}, alpha={self.alpha}, "
-            f"pattern={self.pattern!r}, seed={self.seed}, all_to_all={self.all_to_all})"
-        )

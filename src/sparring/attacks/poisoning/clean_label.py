@@ -20,7 +20,7 @@ Three ways to craft the poisons:
   the *centre* of the poisons' features (fixed equal coefficients).
 
 :func:`evaluate_clean_label` runs the whole experiment on a
-:class:`~sparring.models.student.TransferSetup`: it picks targets and bases (the same for
+:class:`~sparring.transfer.TransferSetup`: it picks targets and bases (the same for
 every attack, given the seed), builds the attacker's extractors (the teacher in the white-box
 case, surrogate teachers trained with other seeds in the gray-box case), crafts, retrains the
 victim per target (only the head, ``"frozen"``, or every layer, ``"end_to_end"``) and counts
@@ -39,10 +39,22 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from sparring.data import Dataset, PoisonedDataset
-from sparring.errors import ConfigError, InputError, check_positive_int
-from sparring.models.student import TransferSetup, layer_features, param_layers, student_from_teacher
+from sparring.errors import (
+    ConfigError,
+    InputError,
+    check_bounds,
+    check_choice,
+    check_class,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
+from sparring.models.hooks import layer_features, param_layers
+from sparring.params import Params
 from sparring.progress import bar
 from sparring.train import TrainConfig, fit
+from sparring.transfer import TransferSetup, student_from_teacher
 
 #: A differentiable feature map ``x [N, *shape] -> features [N, D]`` of one attacker model.
 Extractor = Callable[[Tensor], Tensor]
@@ -52,23 +64,7 @@ KNOWLEDGE = ("white_box", "gray_box")
 BASE_SELECTION = ("random", "nearest")
 
 
-def _check_positive_float(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < float("inf"):
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ConfigError(f"bounds must be a pair (low, high) with low < high, got {bounds!r}") from None
-    if not lo < hi:
-        raise ConfigError(f"bounds must be a pair (low, high) with low < high, got {bounds!r}")
-    return lo, hi
-
-
-class _CleanLabel:
+class _CleanLabel(Params):
     """Parameters and checks shared by the three crafting methods."""
 
     name = "clean_label"
@@ -84,13 +80,11 @@ class _CleanLabel:
         progress: bool | None,
     ) -> None:
         self.n_poisons = check_positive_int("n_poisons", n_poisons)
-        self.eps = _check_positive_float("eps", eps)
+        self.eps = check_positive("eps", eps)
         self.steps = check_positive_int("steps", steps)
-        self.lr = _check_positive_float("lr", lr)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
-        self.bounds = _check_bounds(bounds)
+        self.lr = check_positive("lr", lr)
+        self.seed = check_seed(seed)
+        self.bounds = check_bounds(bounds)
         self.progress = progress
 
     # -- crafting -------------------------------------------------------------------
@@ -100,7 +94,7 @@ class _CleanLabel:
         ``target_x`` is one target ``[*shape]`` or a batch ``[T, *shape]`` whose mean
         feature is the aim. Every poison stays within ``eps`` (Linf) of its base and in
         ``bounds``. ``extractors`` are the attacker's feature maps (see
-        :func:`sparring.models.student.layer_features`).
+        :func:`sparring.models.hooks.layer_features`).
         """
         extractors = list(extractors)
         if not extractors or not all(callable(f) for f in extractors):
@@ -145,22 +139,11 @@ class _CleanLabel:
         the labels are clean). ``target`` of the result is ``base_class``, the class the
         attacker wants the target image to receive.
         """
-        if isinstance(base_class, bool) or not isinstance(base_class, int) or not 0 <= base_class < train.num_classes:
-            raise InputError(f"base_class must be a class index in [0, {train.num_classes - 1}], got {base_class!r}")
+        check_class("base_class", base_class, train.num_classes)
         if tuple(base_x.shape[1:]) != train.input_shape:
             raise InputError(f"bases of shape {tuple(base_x.shape[1:])} do not fit inputs {train.input_shape}")
         poisons = self.craft(extractors, target_x, base_x)
         return append_poisons(train, poisons, base_class, f"{train.name}-{self.name}")
-
-    def __repr__(self) -> str:
-        extra = "".join(f", {k}={v!r}" for k, v in self._extra().items())
-        return (
-            f"{type(self).__name__}(n_poisons={self.n_poisons}, eps={self.eps}, steps={self.steps}, "
-            f"lr={self.lr}{extra}, seed={self.seed})"
-        )
-
-    def _extra(self) -> dict[str, object]:
-        return {}
 
 
 def _shape(x: object) -> str:
@@ -218,12 +201,7 @@ class FeatureCollision(_CleanLabel):
         progress: bool | None = None,
     ) -> None:
         super().__init__(n_poisons, eps, steps, lr, seed, bounds, progress)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= float(beta) < float("inf"):
-            raise ConfigError(f"beta must be a finite number >= 0, got {beta!r}")
-        self.beta = float(beta)
-
-    def _extra(self) -> dict[str, object]:
-        return {"beta": self.beta}
+        self.beta = check_nonnegative("beta", beta)
 
     def _objective(self, extractors: list[Extractor], targets: list[Tensor], x: Tensor, base: Tensor) -> Tensor:
         d = base[0].numel()
@@ -409,12 +387,9 @@ def select_targets_and_bases(
     (``"nearest"``, Euclidean distance of the pixels: needs no model, so it is the same
     in the white- and gray-box settings).
     """
-    if base_selection not in BASE_SELECTION:
-        raise ConfigError(f"base_selection must be one of {', '.join(BASE_SELECTION)}, got {base_selection!r}")
-    k = setup.test.num_classes
-    for name, c in (("target_class", target_class), ("base_class", base_class)):
-        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < k:
-            raise ConfigError(f"{name} must be a class index in [0, {k - 1}], got {c!r}")
+    check_choice("base_selection", base_selection, BASE_SELECTION)
+    check_class("target_class", target_class, setup.test.num_classes)
+    check_class("base_class", base_class, setup.test.num_classes)
     if target_class == base_class:
         raise ConfigError(f"target_class and base_class must differ, both are {target_class}")
     check_positive_int("n_targets", n_targets)
@@ -484,12 +459,10 @@ class Victim:
     """
 
     def __init__(self, setup: TransferSetup, training: str, epochs: int, lr: float, seed: int) -> None:
-        if training not in TRAINING:
-            raise ConfigError(f"training must be one of {', '.join(TRAINING)}, got {training!r}")
         self.setup = setup
-        self.training = training
+        self.training = check_choice("training", training, TRAINING)
         self.epochs = check_positive_int("epochs", epochs)
-        self.lr = _check_positive_float("lr", lr)
+        self.lr = check_positive("lr", lr)
         self.seed = seed
         layers = param_layers(setup.teacher.model)
         if setup.layer not in layers:
@@ -597,8 +570,7 @@ def evaluate_clean_label(
     retraining (see :class:`Victim`), ``epochs`` and ``lr`` its schedule.
     """
     start = time.perf_counter()
-    if knowledge not in KNOWLEDGE:
-        raise ConfigError(f"knowledge must be one of {', '.join(KNOWLEDGE)}, got {knowledge!r}")
+    check_choice("knowledge", knowledge, KNOWLEDGE)
     if attack is not None and not isinstance(attack, _CleanLabel):
         raise ConfigError(f"attack must be FeatureCollision, ConvexPolytope, BullseyePolytope or None, got {attack!r}")
     k_poisons = n_poisons if n_poisons is not None else (attack.n_poisons if attack is not None else 5)

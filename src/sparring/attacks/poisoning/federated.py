@@ -21,15 +21,18 @@ from torch import Tensor, nn
 
 from sparring.attacks.poisoning.label_flip import RandomLabelFlip, TargetedLabelFlip
 from sparring.data import Dataset, PoisonedDataset, Trigger
-from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
+from sparring.errors import (
+    ConfigError,
+    InputError,
+    check_class,
+    check_fraction,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
 from sparring.federated import ClientContext, benign_update, flat_weights
+from sparring.params import Params
 from sparring.train import TrainConfig, fit
-
-
-def _check_class(name: str, value: int | None) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigError(f"{name} must be a class index >= 0 (or None), got {value!r}")
-    return value
 
 
 def _check_rounds(rounds: int | Sequence[int]) -> tuple[int, ...]:
@@ -39,7 +42,7 @@ def _check_rounds(rounds: int | Sequence[int]) -> tuple[int, ...]:
     return items
 
 
-class ModelReplacementClient:
+class ModelReplacementClient(Params):
     """The model-replacement backdoor of Bagdasaryan et al. (AISTATS 2020).
 
     In every round of ``attack_round`` (one round or several) the client trains the global model
@@ -66,28 +69,20 @@ class ModelReplacementClient:
     ) -> None:
         if not isinstance(trigger, Trigger):
             raise ConfigError(f"trigger must be a sparring.data.Trigger, got {type(trigger).__name__}")
-        if _check_class("target", target) is None:
-            raise ConfigError("target must be a class index >= 0, got None")
-        if scale is not None and not 0.0 < float(scale) < float("inf"):
-            raise ConfigError(f"scale must be a finite number > 0 (or None for n / eta), got {scale}")
         poison_fraction = check_fraction("poison_fraction", poison_fraction)
         if not 0.0 < poison_fraction < 1.0:
             raise ConfigError(f"poison_fraction must be strictly between 0 and 1, got {poison_fraction}")
-        if epochs is not None:
-            check_positive_int("epochs", epochs)
-        if lr is not None and not 0.0 < float(lr) < float("inf"):
-            raise ConfigError(f"lr must be a finite number > 0 (or None), got {lr}")
         self.trigger = trigger
-        self.target = target
-        self.attack_rounds = _check_rounds(attack_round)
-        self.scale = None if scale is None else float(scale)
+        self.target = check_class("target", target)
+        self.attack_round = _check_rounds(attack_round)
+        self.scale = None if scale is None else check_positive("scale", scale)
         self.poison_fraction = poison_fraction
-        self.epochs = epochs
-        self.lr = None if lr is None else float(lr)
-        self.seed = int(seed)
+        self.epochs = None if epochs is None else check_positive_int("epochs", epochs)
+        self.lr = None if lr is None else check_positive("lr", lr)
+        self.seed = check_seed(seed)
 
     def forced(self, round_index: int) -> bool:
-        return round_index in self.attack_rounds
+        return round_index in self.attack_round
 
     def backdoor_data(self, data: Dataset, seed: int) -> PoisonedDataset:
         """``data`` plus triggered copies labelled ``target``, making up ``poison_fraction`` of the result.
@@ -142,15 +137,8 @@ class ModelReplacementClient:
         fit(model, poisoned, cfg, desc=f"replacement client {ctx.client}")
         return self.boost(ctx) * (flat_weights(model) - start)
 
-    def __repr__(self) -> str:
-        return (
-            f"ModelReplacementClient(target={self.target}, attack_round={list(self.attack_rounds)}, "
-            f"scale={self.scale}, poison_fraction={self.poison_fraction}, epochs={self.epochs}, lr={self.lr}, "
-            f"seed={self.seed})"
-        )
 
-
-class LabelFlipClient:
+class LabelFlipClient(Params):
     """A client that trains honestly on flipped labels (Tolpegin et al., ESORICS 2020).
 
     With ``source`` and ``target`` set, a share ``fraction`` of its ``source`` samples are
@@ -170,16 +158,14 @@ class LabelFlipClient:
         seed: int = 0,
     ) -> None:
         self.fraction = check_fraction("fraction", fraction)
-        self.source = _check_class("source", source)
-        self.target = _check_class("target", target)
+        self.source = None if source is None else check_class("source", source)
+        self.target = None if target is None else check_class("target", target)
         if (source is None) != (target is None):
             raise ConfigError("source and target must be given together (targeted flip) or both left None (random)")
         if source is not None and source == target:
             raise ConfigError(f"source and target must differ, both are {source}")
-        if not 0.0 < float(scale) < float("inf"):
-            raise ConfigError(f"scale must be a finite number > 0, got {scale}")
-        self.scale = float(scale)
-        self.seed = int(seed)
+        self.scale = check_positive("scale", scale)
+        self.seed = check_seed(seed)
 
     def forced(self, round_index: int) -> bool:
         return False
@@ -192,9 +178,3 @@ class LabelFlipClient:
 
     def update(self, model: nn.Module, data: Dataset, ctx: ClientContext) -> Tensor:
         return self.scale * benign_update(model, self.flipped(data), ctx)
-
-    def __repr__(self) -> str:
-        return (
-            f"LabelFlipClient(fraction={self.fraction}, source={self.source}, target={self.target}, "
-            f"scale={self.scale}, seed={self.seed})"
-        )

@@ -35,25 +35,21 @@ import torch
 from torch import Tensor
 
 from sparring.data import Dataset, PoisonedDataset
-from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
+from sparring.errors import (
+    ConfigError,
+    InputError,
+    check_choice,
+    check_fraction,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
 from sparring.models import SklearnClassifier
+from sparring.params import Params
 from sparring.progress import bar
 
 #: The learners :class:`GradientPoisoning` and :func:`fit_linear` support.
 LINEAR_MODELS = ("logistic_regression", "linear_svm")
-
-
-def _check_model(model: str) -> str:
-    if model not in LINEAR_MODELS:
-        raise ConfigError(f"model must be one of {', '.join(LINEAR_MODELS)}, got {model!r}")
-    return model
-
-
-def _check_positive(name: str, value: float) -> float:
-    v = float(value)
-    if not 0.0 < v < float("inf"):
-        raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-    return v
 
 
 def _check_classes(data: Dataset) -> int:
@@ -73,8 +69,8 @@ def fit_linear(data: Dataset, model: str, reg: float = 1e-3, seed: int = 0) -> S
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
 
-    _check_model(model)
-    reg = _check_positive("reg", reg)
+    check_choice("model", model, LINEAR_MODELS)
+    reg = check_positive("reg", reg)
     _check_classes(data)
     n = len(data)
     if n == 0:
@@ -211,7 +207,7 @@ def _added(train: Dataset, xp: Tensor, yp: Tensor, src: Tensor, suffix: str) -> 
     )
 
 
-class RandomFlipCopies:
+class RandomFlipCopies(Params):
     """Add ``round(fraction * N)`` copies of seeded-random training points with flipped labels.
 
     The random baseline of Biggio et al. (ICML 2012)'s protocol: the same number of added
@@ -221,18 +217,15 @@ class RandomFlipCopies:
 
     def __init__(self, fraction: float = 0.1, seed: int = 0) -> None:
         self.fraction = check_fraction("fraction", fraction)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     def poison(self, train: Dataset) -> PoisonedDataset:
         """Return ``train`` plus the flipped copies (marked in ``poison_mask``)."""
         xp, yp, src = _flipped_copies(train, round(self.fraction * len(train)), self.seed)
         return _added(train, xp, yp, src, "flipcopies")
 
-    def __repr__(self) -> str:
-        return f"RandomFlipCopies(fraction={self.fraction}, seed={self.seed})"
 
-
-class GradientPoisoning:
+class GradientPoisoning(Params):
     """Add ``round(fraction * N)`` poison points optimised to raise a linear model's validation loss.
 
     Biggio, Nelson & Laskov, ICML 2012 (gradient ascent through the learner's optimality
@@ -267,16 +260,15 @@ class GradientPoisoning:
         validation_fraction: float = 0.3,
         progress: bool | None = None,
     ) -> None:
-        self.model = _check_model(model)
+        self.model = check_choice("model", model, LINEAR_MODELS)
         self.fraction = check_fraction("fraction", fraction)
         self.steps = check_positive_int("steps", steps)
-        self.step_size = _check_positive("step_size", step_size)
-        self.reg = _check_positive("reg", reg)
-        self.seed = int(seed)
-        vf = float(validation_fraction)
-        if not 0.0 < vf < 1.0:
+        self.step_size = check_positive("step_size", step_size)
+        self.reg = check_positive("reg", reg)
+        self.seed = check_seed(seed)
+        self.validation_fraction = check_fraction("validation_fraction", validation_fraction)
+        if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction must be strictly between 0 and 1, got {validation_fraction}")
-        self.validation_fraction = vf
         self.progress = progress
 
     def poison(self, train: Dataset, validation: Dataset | None = None) -> PoisonedDataset:
@@ -334,10 +326,3 @@ class GradientPoisoning:
             xp = torch.where(norms > 0, xp + self.step_size * direction / norms.clamp_min(1e-12), xp)
             xp = torch.maximum(torch.minimum(xp, hi), lo)
         return best
-
-    def __repr__(self) -> str:
-        return (
-            f"GradientPoisoning(model={self.model!r}, fraction={self.fraction}, steps={self.steps}, "
-            f"step_size={self.step_size}, reg={self.reg}, seed={self.seed}, "
-            f"validation_fraction={self.validation_fraction})"
-        )

@@ -18,23 +18,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sparring.attacks.evasion.loop import Step, gradient_loop
 from sparring.attacks.evasion.norms import Linf
 from sparring.data import Dataset, PoisonedDataset, Trigger
-from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
+from sparring.errors import ConfigError, InputError, check_class, check_fraction, check_positive_int, check_seed
 from sparring.metrics import accuracy, attack_success_rate
 from sparring.models import Access, Classifier, TorchClassifier
-from sparring.models.student import TransferSetup, layer_features, param_layers, student_from_teacher
-from sparring.progress import bar
+from sparring.models.hooks import layer_features, param_layers
+from sparring.params import Params
 from sparring.train import TrainConfig, fit
+from sparring.transfer import TransferSetup, student_from_teacher
 
 #: How :func:`evaluate_hidden_trigger` fine-tunes the victim: head only, or every layer.
 TRAINING = ("frozen", "full")
-
-
-def _check_class(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be a class index >= 0, got {value!r}")
-    return value
 
 
 def paste_patches(x: Tensor, patch: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -62,7 +58,7 @@ def _greedy_match(dist: Tensor) -> Tensor:
     return match
 
 
-class HiddenTrigger:
+class HiddenTrigger(Params):
     """Hidden-trigger backdoor (Saha et al., AAAI 2020) against a fixed feature extractor.
 
     :meth:`poison` takes ``round(poison_fraction * n_target)`` seeded-random target-class
@@ -96,8 +92,8 @@ class HiddenTrigger:
         seed: int = 0,
         progress: bool | None = None,
     ) -> None:
-        self.target = _check_class("target", target)
-        self.source = _check_class("source", source)
+        self.target = check_class("target", target)
+        self.source = check_class("source", source)
         if self.source == self.target:
             raise ConfigError(f"source and target must differ, both are {target}")
         if not 0.0 < float(eps) <= 1.0:
@@ -115,7 +111,7 @@ class HiddenTrigger:
             raise ConfigError(f"layer must be a layer name or None, got {layer!r}")
         self.layer = layer
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.progress = progress
 
     def _patch(self, channels: int) -> Tensor:
@@ -168,28 +164,34 @@ class HiddenTrigger:
         originals = train.x[chosen]
         sources = train.x[source_idx]
         patch = self._patch(train.input_shape[0])
-        lo, hi = classifier.bounds
-        norm = Linf()
         _, _, h, w = originals.shape
         k = self.patch_size
-        poisons = originals.clone()
-        for step in bar(range(self.steps), "hidden trigger", total=self.steps, enabled=self.progress):
-            size = self.lr * (1.0 - 0.9 * step / max(1, self.steps - 1))
-            for b in torch.arange(n_poison).split(self.batch_size):
-                pick = torch.randint(len(sources), (len(b),), generator=g)
-                rows = torch.randint(h - k + 1, (len(b),), generator=g)
-                cols = torch.randint(w - k + 1, (len(b),), generator=g)
-                with torch.no_grad():
-                    feat_src = features(paste_patches(sources[pick], patch, rows, cols))
-                z = poisons[b].clone().requires_grad_(True)
-                feat = features(z)
-                match = _greedy_match(torch.cdist(feat.detach(), feat_src))
-                loss = (feat - feat_src[match]).pow(2).sum()
-                (grad,) = torch.autograd.grad(loss, z)
-                with torch.no_grad():
-                    stepped = z - size * norm.direction(grad)
-                    delta = norm.project(stepped - originals[b], self.eps)
-                    poisons[b] = (originals[b] + delta).clamp(lo, hi)
+
+        def objective(z: Tensor, idx: Tensor, _step: int) -> Step:
+            """Minus the squared distance of each poison's features to its matched patched source."""
+            pick = torch.randint(len(sources), (len(idx),), generator=g)
+            rows = torch.randint(h - k + 1, (len(idx),), generator=g)
+            cols = torch.randint(w - k + 1, (len(idx),), generator=g)
+            with torch.no_grad():
+                feat_src = features(paste_patches(sources[pick], patch, rows, cols))
+            feat = features(z)
+            match = _greedy_match(torch.cdist(feat.detach(), feat_src))
+            return Step(-(feat - feat_src[match]).pow(2).sum(1), torch.zeros(len(idx), dtype=torch.bool))
+
+        poisons = gradient_loop(
+            originals,
+            objective,
+            Linf(),
+            self.eps,
+            self.steps,
+            lambda step: self.lr * (1.0 - 0.9 * step / max(1, self.steps - 1)),
+            classifier.bounds,
+            early_stop=False,
+            check_last=False,
+            batch_size=self.batch_size,
+            desc="hidden trigger",
+            progress=self.progress,
+        ).x
         x = train.x.clone()
         x[chosen] = poisons.to(x.dtype)
         mask = torch.zeros(len(train), dtype=torch.bool)
@@ -210,13 +212,6 @@ class HiddenTrigger:
     ) -> HiddenTriggerResult:
         """Shorthand for :func:`evaluate_hidden_trigger` with this attack."""
         return evaluate_hidden_trigger(self, setup, training, epochs, seed, progress=self.progress)
-
-    def __repr__(self) -> str:
-        return (
-            f"HiddenTrigger(target={self.target}, source={self.source}, eps={self.eps}, steps={self.steps}, "
-            f"lr={self.lr}, poison_fraction={self.poison_fraction}, patch_size={self.patch_size}, "
-            f"layer={self.layer!r}, batch_size={self.batch_size}, seed={self.seed})"
-        )
 
 
 @dataclass

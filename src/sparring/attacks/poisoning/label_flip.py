@@ -13,16 +13,17 @@ import torch
 from torch import Tensor
 
 from sparring.data import Dataset, PoisonedDataset
-from sparring.errors import ConfigError, InputError, check_fraction
+from sparring.errors import ConfigError, InputError, check_choice, check_class, check_fraction, check_seed
 from sparring.models import Classifier
+from sparring.params import Params
 
 
-class RandomLabelFlip:
+class RandomLabelFlip(Params):
     """Flip ``round(fraction * N)`` seeded-random labels, each to a uniformly random other class."""
 
     def __init__(self, fraction: float = 0.1, seed: int = 0) -> None:
         self.fraction = check_fraction("fraction", fraction)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     def poison(self, train: Dataset) -> PoisonedDataset:
         """Return ``train`` with the chosen labels flipped (``target`` and ``trigger`` are None)."""
@@ -36,9 +37,6 @@ class RandomLabelFlip:
         # Adding an offset in 1..k-1 (mod k) gives every other class the same probability.
         offset = torch.randint(1, k, (n_flip,), generator=g)
         return _flipped(train, chosen, (train.y[chosen] + offset) % k, "labelflip")
-
-    def __repr__(self) -> str:
-        return f"RandomLabelFlip(fraction={self.fraction}, seed={self.seed})"
 
 
 def _flipped(train: Dataset, chosen: Tensor, new_labels: Tensor, suffix: str) -> PoisonedDataset:
@@ -56,13 +54,7 @@ def _flipped(train: Dataset, chosen: Tensor, new_labels: Tensor, suffix: str) ->
     )
 
 
-def _check_class(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be a class index >= 0, got {value!r}")
-    return value
-
-
-class TargetedLabelFlip:
+class TargetedLabelFlip(Params):
     """Relabel ``round(fraction * n_source)`` seeded-random samples of class ``source`` as ``target``.
 
     The class-pair flip of Biggio, Nelson & Laskov (ACML 2011)'s label-noise setting used as a
@@ -71,12 +63,12 @@ class TargetedLabelFlip:
     """
 
     def __init__(self, source: int = 0, target: int = 1, fraction: float = 0.5, seed: int = 0) -> None:
-        self.source = _check_class("source", source)
-        self.target = _check_class("target", target)
+        self.source = check_class("source", source)
+        self.target = check_class("target", target)
         if source == target:
             raise ConfigError(f"source and target must differ, both are {source}")
         self.fraction = check_fraction("fraction", fraction)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     def poison(self, train: Dataset) -> PoisonedDataset:
         """Return ``train`` with the chosen ``source`` labels set to ``target``."""
@@ -90,17 +82,11 @@ class TargetedLabelFlip:
         chosen = candidates[torch.randperm(len(candidates), generator=g)[:n_flip]]
         return _flipped(train, chosen, torch.full((n_flip,), self.target, dtype=torch.long), "targetflip")
 
-    def __repr__(self) -> str:
-        return (
-            f"TargetedLabelFlip(source={self.source}, target={self.target}, fraction={self.fraction}, seed={self.seed})"
-        )
-
-
 #: Where :class:`LossLabelFlip` sends a flipped label.
 FLIP_TO = ("least_likely", "second_likely")
 
 
-class LossLabelFlip:
+class LossLabelFlip(Params):
     """Flip the labels a surrogate model is most sure of, to the class it finds least likely.
 
     A greedy, model-guided label-flip attack in the spirit of Xiao, Xiao & Eckert, "Adversarial
@@ -122,10 +108,8 @@ class LossLabelFlip:
         classifier: Classifier | None = None,
     ) -> None:
         self.fraction = check_fraction("fraction", fraction)
-        self.seed = int(seed)
-        if flip_to not in FLIP_TO:
-            raise ConfigError(f"flip_to must be one of {', '.join(FLIP_TO)}, got {flip_to!r}")
-        self.flip_to = flip_to
+        self.seed = check_seed(seed)
+        self.flip_to = check_choice("flip_to", flip_to, FLIP_TO)
         self.classifier = classifier
 
     def _scores(self, train: Dataset) -> Tensor:
@@ -169,9 +153,3 @@ class LossLabelFlip:
         else:
             new = scores[chosen].masked_fill(true_mask[chosen], float("-inf")).argmax(dim=1)
         return _flipped(train, chosen, new, "lossflip")
-
-    def __repr__(self) -> str:
-        return (
-            f"LossLabelFlip(fraction={self.fraction}, seed={self.seed}, flip_to={self.flip_to!r}, "
-            f"classifier={self.classifier!r})"
-        )

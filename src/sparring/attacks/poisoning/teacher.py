@@ -16,12 +16,14 @@ from typing import Protocol
 
 from sparring.attacks.poisoning.badnets import BadNets
 from sparring.data import Dataset, PoisonedDataset
-from sparring.errors import ConfigError, InputError, check_positive_int
+from sparring.errors import ConfigError, InputError, check_choice, check_positive_int, check_seed
 from sparring.metrics import accuracy, attack_success_rate
 from sparring.models import TorchClassifier
-from sparring.models.student import param_layers, student_from_teacher
+from sparring.models.hooks import param_layers
 from sparring.models.zoo import ARCHITECTURES, build
+from sparring.params import Params
 from sparring.train import TrainConfig, fit
+from sparring.transfer import student_from_teacher
 
 
 class BackdoorAttack(Protocol):
@@ -59,7 +61,7 @@ class TeacherBackdoorResult:
     data: PoisonedDataset
 
 
-class TeacherBackdoor:
+class TeacherBackdoor(Params):
     """Backdoor a public teacher with ``attack`` and measure the backdoor in students fine-tuned from it.
 
     :meth:`run` splits ``train`` by ``seed`` into a public part (``teacher_fraction``) and a
@@ -85,8 +87,7 @@ class TeacherBackdoor:
     ) -> None:
         if not callable(getattr(attack, "poison", None)):
             raise ConfigError(f"attack must have a poison(train) method, got {type(attack).__name__}")
-        if architecture not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        check_choice("architecture", architecture, list(ARCHITECTURES))
         if not 0.0 < float(teacher_fraction) < 1.0:
             raise ConfigError(f"teacher_fraction must be strictly between 0 and 1, got {teacher_fraction}")
         if isinstance(frozen, bool) or not isinstance(frozen, int) or (frozen < 1 and frozen != -1):
@@ -98,7 +99,7 @@ class TeacherBackdoor:
         self.student_epochs = check_positive_int("student_epochs", student_epochs)
         self.frozen = frozen
         self.control = bool(control)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.progress = progress
 
     def run(self, train: Dataset, test: Dataset) -> TeacherBackdoorResult:
@@ -161,13 +162,6 @@ class TeacherBackdoor:
             student=clfs[1],
             finetuned_student=clfs[2],
             data=poisoned,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"TeacherBackdoor(attack={self.attack!r}, architecture={self.architecture!r}, "
-            f"teacher_fraction={self.teacher_fraction}, teacher_epochs={self.teacher_epochs}, "
-            f"student_epochs={self.student_epochs}, frozen={self.frozen}, control={self.control}, seed={self.seed})"
         )
 
 

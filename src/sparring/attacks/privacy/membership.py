@@ -23,6 +23,7 @@ from sparring.data import Dataset
 from sparring.errors import AccessError, ConfigError, InputError, check_positive_int
 from sparring.metrics import ROC, roc
 from sparring.models import Access, Classifier, check_batch, check_labels, describe_access
+from sparring.params import Params, Registry
 
 #: Smallest probability used inside a logarithm, so rounded or zeroed scores give finite losses.
 MIN_PROBABILITY = 1e-12
@@ -53,7 +54,7 @@ def cross_entropy_from_scores(scores: Tensor, y: Tensor) -> Tensor:
     return torch.where(normalised, stable, plain)
 
 
-class MembershipAttack:
+class MembershipAttack(Params):
     """Base of membership attacks: ``fit`` checks access and stores the classifier, ``score`` rates samples.
 
     ``requires`` names the access an attack needs; :meth:`fit` raises
@@ -160,10 +161,10 @@ class LabelOnlyGap(MembershipAttack):
         return (classifier.predict_labels(x) == y).to(torch.float64)
 
 
-MEMBERSHIP_ATTACKS: dict[str, type[MembershipAttack]] = {
-    "loss_threshold": LossThreshold,
-    "gap": LabelOnlyGap,
-}
+#: Membership attacks by the name an assessment config uses.
+MEMBERSHIP_ATTACKS: Registry[MembershipAttack] = Registry("membership attack")
+MEMBERSHIP_ATTACKS.add("loss_threshold", LossThreshold)
+MEMBERSHIP_ATTACKS.add("gap", LabelOnlyGap)
 
 
 @dataclass

@@ -45,8 +45,9 @@ from torch import Tensor
 
 from sparring.data import Dataset
 from sparring.defenses.data.base import Detection
-from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
+from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int, check_seed
 from sparring.models import Access, Classifier
+from sparring.params import Params
 from sparring.progress import bar
 
 ANALYSES = ("reclassify", "size", "silhouette")
@@ -69,7 +70,7 @@ class ClassAnalysis:
     poisoned: bool
 
 
-class ActivationClustering:
+class ActivationClustering(Params):
     """Flag activation clusters that look like backdoor poison (Chen et al., AAAI SafeAI 2019).
 
     ``layer`` names the layer whose activations are clustered (zoo models call their last
@@ -123,7 +124,7 @@ class ActivationClustering:
             None if reclassify_threshold is None else check_fraction("reclassify_threshold", reclassify_threshold)
         )
         self.sweep_threshold = None if sweep_threshold is None else check_fraction("sweep_threshold", sweep_threshold)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
 
     # -- the verb ----------------------------------------------------------------------
     def detect(self, train: Dataset, classifier: Classifier) -> Detection:
@@ -238,9 +239,3 @@ class ActivationClustering:
             nearest = d.topk(k, dim=1, largest=False).indices
             out[q] = (y_ref[nearest] == train.y[q].view(-1, 1)).float().mean(dim=1)
         return out.double().numpy()
-
-    def __repr__(self) -> str:
-        return (
-            f"ActivationClustering(layer={self.layer!r}, n_components={self.n_components}, reduce={self.reduce!r}, "
-            f"analysis={self.analysis!r}, seed={self.seed})"
-        )

@@ -30,15 +30,16 @@ from torch import Tensor, nn
 
 from sparring.data import Dataset
 from sparring.defenses.data.base import Detection
-from sparring.errors import ConfigError, InputError, check_positive_int
+from sparring.errors import ConfigError, InputError, check_positive_int, check_seed
 from sparring.models import Access, Classifier
+from sparring.params import Params
 from sparring.progress import bar
 
 #: Groups (classes) with fewer samples than this get no autoencoder and score 0.
 MIN_GROUP_SIZE = 10
 
 
-class AutoencoderDetector:
+class AutoencoderDetector(Params):
     """Flag training samples with unusually high autoencoder reconstruction error (after Liu et al., ICCD 2017).
 
     ``epochs``, ``batch_size`` and ``lr`` (Adam) train each autoencoder
@@ -78,7 +79,7 @@ class AutoencoderDetector:
         self.threshold = None if threshold is None else float(threshold)
         self.per_class = bool(per_class)
         self.lr = float(lr)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.progress = progress
 
     # -- the verb ----------------------------------------------------------------------
@@ -157,10 +158,3 @@ class AutoencoderDetector:
             last = total / len(x)
         with torch.no_grad():
             return (ae(x) - x).pow(2).mean(dim=1), last
-
-    def __repr__(self) -> str:
-        return (
-            f"AutoencoderDetector(epochs={self.epochs}, code_size={self.code_size}, hidden={self.hidden}, "
-            f"quantile={self.quantile}, threshold={self.threshold}, per_class={self.per_class}, "
-            f"batch_size={self.batch_size}, lr={self.lr}, seed={self.seed})"
-        )

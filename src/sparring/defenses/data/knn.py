@@ -23,12 +23,13 @@ from sparring.data import Dataset
 from sparring.defenses.data.base import Detection
 from sparring.errors import ConfigError, InputError, check_positive_int
 from sparring.models import Access, Classifier
+from sparring.params import Params
 
 #: Query rows per distance block (bounds memory at block x N distances).
 BLOCK = 512
 
 
-class KNNLabelConsistency:
+class KNNLabelConsistency(Params):
     """Flag samples whose k nearest neighbours vote for another label (Paudice et al., ECML PKDD-W 2018).
 
     ``k`` neighbours (10 in the paper) vote, the sample itself excluded. A sample is flagged
@@ -101,9 +102,3 @@ class KNNLabelConsistency:
             sd = x.std(dim=0)
             x = (x - x.mean(dim=0)) / torch.where(sd > 1e-12, sd, torch.ones_like(sd))
         return x
-
-    def __repr__(self) -> str:
-        return (
-            f"KNNLabelConsistency(k={self.k}, threshold={self.threshold}, layer={self.layer!r}, "
-            f"standardize={self.standardize})"
-        )

@@ -49,6 +49,7 @@ from sparring.data import Dataset
 from sparring.defenses.data.base import Detection
 from sparring.errors import ConfigError, InputError
 from sparring.models import Access, Classifier
+from sparring.params import Params
 
 #: Classes with fewer samples than this are not analysed (nothing is flagged in them).
 MIN_CLASS_SIZE = 10
@@ -68,7 +69,7 @@ class SpectralClass:
     n_flagged: int
 
 
-class SpectralSignatures:
+class SpectralSignatures(Params):
     """Flag the samples with the largest spectral signature in their class (Tran et al., NeurIPS 2018).
 
     ``layer`` names the layer whose activations are analysed (zoo models call their last hidden
@@ -163,9 +164,3 @@ class SpectralSignatures:
                 flagged[idx[scores[idx].topk(count).indices]] = True
             report.append(SpectralClass(c, len(idx), ratios[c], c in inspected, count))
         return Detection(scores.float(), flagged, {"classes": [asdict(r) for r in report]})
-
-    def __repr__(self) -> str:
-        return (
-            f"SpectralSignatures(layer={self.layer!r}, epsilon={self.epsilon}, removal={self.removal}, "
-            f"class_ratio={self.class_ratio}, score={self.score!r})"
-        )

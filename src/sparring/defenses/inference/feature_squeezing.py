@@ -7,10 +7,9 @@ adversarial perturbations, tuned to the exact input, often do. The score is the 
 L1 distance over the squeezers, and the threshold is set on clean data for a target
 false-positive rate (their MNIST choice: 1-bit depth and 2x2 median, 5 % FPR).
 
-A detector is not a classifier wrapper here: the Classifier interface has no "rejected"
-output, and mapping flagged inputs to some class would make accuracy figures mean
-something else. Use :meth:`FeatureSqueezing.detect` in front of the model, and
-:meth:`FeatureSqueezing.evaluate` with an attack's ``success`` mask to get the share of
+Like every :class:`~sparring.defenses.inference.detector.Detector` it is used in front of
+the model (:meth:`FeatureSqueezing.detect`), not as a classifier wrapper;
+:meth:`FeatureSqueezing.evaluate` with an attack's ``success`` mask gives the share of
 adversarial examples that both fool the model and escape detection.
 """
 
@@ -22,9 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sparring.defenses.inference.detector import Detector
 from sparring.defenses.inference.transforms import parse_transform
 from sparring.errors import ConfigError, InputError, check_fraction
-from sparring.models import Access, Classifier, TransformedClassifier, check_batch
+from sparring.models import Classifier, check_batch
 
 
 @dataclass
@@ -47,7 +47,7 @@ class SqueezingResult:
     detection_rate_successful: float | None = None
 
 
-class FeatureSqueezing:
+class FeatureSqueezing(Detector):
     """Feature-squeezing detector (Xu et al., NDSS 2018).
 
     ``squeezers`` are transform specs (see
@@ -56,6 +56,8 @@ class FeatureSqueezing:
     threshold is set for on the clean data given to :meth:`fit`. Needs score access.
     """
 
+    _views: list[Classifier] = []  # noqa: RUF012 - replaced, never mutated
+
     def __init__(self, squeezers: Sequence[str] = ("bit_depth:1", "median:2"), fpr: float = 0.05) -> None:
         if isinstance(squeezers, str) or not isinstance(squeezers, Sequence) or not squeezers:
             raise ConfigError(f"squeezers must be a non-empty list of transform specs, got {squeezers!r}")
@@ -63,38 +65,20 @@ class FeatureSqueezing:
             parse_transform(spec)  # validate early; built again in fit
         self.squeezers = tuple(squeezers)
         self.fpr = check_fraction("fpr", fpr)
-        self.threshold: float | None = None
-        self._views: list[Classifier] = []
-        self._classifier: Classifier | None = None
 
-    def fit(self, classifier: Classifier, clean_x: Tensor) -> FeatureSqueezing:
-        """Remember ``classifier`` and set the threshold so that a share ``fpr`` of ``clean_x`` is flagged."""
-        classifier.require(Access.SCORES, "FeatureSqueezing")
-        clean_x = check_batch(clean_x, classifier.input_shape, "clean_x")
-        if len(clean_x) == 0:
-            raise InputError("FeatureSqueezing.fit needs at least one clean input")
-        self._classifier = classifier
-        self._views = [TransformedClassifier(classifier, parse_transform(s)) for s in self.squeezers]
-        scores = self.score(clean_x)
-        self.threshold = float(torch.quantile(scores, 1.0 - self.fpr, interpolation="higher"))
-        return self
+    def _remember(self, clean_x: Tensor) -> None:
+        """One view of the classifier per squeezer."""
+        self._views = [parse_transform(s).wrap(self._fitted()) for s in self.squeezers]
 
     def score(self, x: Tensor) -> Tensor:
         """Per-sample score: max over squeezers of the L1 distance between softmax outputs, shape ``[N]``."""
-        if self._classifier is None:
-            raise InputError("FeatureSqueezing is not fitted: call fit(classifier, clean_x) first")
-        x = check_batch(x, self._classifier.input_shape)
+        classifier = self._fitted()
+        x = check_batch(x, classifier.input_shape)
         if len(x) == 0:
             return torch.zeros(0)
-        p = self._classifier.predict_scores(x)
+        p = classifier.predict_scores(x)
         dist = [(p - view.predict_scores(x)).abs().sum(dim=1) for view in self._views]
         return torch.stack(dist).amax(dim=0)
-
-    def detect(self, x: Tensor) -> Tensor:
-        """Boolean mask of inputs flagged as adversarial (score above the fitted threshold)."""
-        scores = self.score(x)
-        assert self.threshold is not None
-        return scores > self.threshold
 
     def evaluate(self, x_adv: Tensor, x_clean: Tensor, success: Tensor | None = None) -> SqueezingResult:
         """Detection rate on ``x_adv`` and false-positive rate on ``x_clean`` (held out from :meth:`fit`).
@@ -120,6 +104,3 @@ class FeatureSqueezing:
             n_fooled = int(fooled.sum())
             result.detection_rate_successful = float(flagged[fooled].float().mean()) if n_fooled else 0.0
         return result
-
-    def __repr__(self) -> str:
-        return f"FeatureSqueezing(squeezers={self.squeezers!r}, fpr={self.fpr})"

@@ -20,8 +20,8 @@ is exactly the behaviour the mean is diluted by. Smaller masks (a quarter of the
 both entropies near chance on BadNets digits (TPR 0.03 at 5 % FRR): a mask must hide enough
 of a clean digit to unsettle the model.
 
-The threshold is set for a chosen false-rejection rate on clean inputs with the same code as
-STRIP's (:class:`~sparring.defenses.inference.strip.FRRDetector`).
+The threshold is set for a chosen false-rejection rate on clean inputs, as for every
+:class:`~sparring.defenses.inference.detector.Detector`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sparring.defenses.inference.strip import FRRDetector
-from sparring.errors import ConfigError, InputError, check_fraction, check_positive_int
+from sparring.defenses.inference.detector import Detector
+from sparring.errors import ConfigError, check_fraction, check_positive_int, check_seed
 from sparring.models import check_batch
 from sparring.progress import bar
 
@@ -56,7 +56,7 @@ def random_region_masks(n: int, input_shape: tuple[int, ...], patch: float, gene
     return region.view(n, *([1] * len(lead)), h, w).expand(n, *input_shape)
 
 
-class RandomMasking(FRRDetector):
+class RandomMasking(Detector):
     """Random-region-masking trigger detector (STRIP-style test, occlusion instead of overlays).
 
     Each input is scored on ``n_masks`` copies, each with one random square region of side
@@ -67,6 +67,11 @@ class RandomMasking(FRRDetector):
     from ``seed``, the same for every call. Needs score access.
     """
 
+    rate_param = "frr"
+    low_is_suspicious = True
+    min_clean = 2
+    _fill: Tensor | None = None
+
     def __init__(
         self,
         n_masks: int = 32,
@@ -75,12 +80,11 @@ class RandomMasking(FRRDetector):
         seed: int = 0,
     ) -> None:
         self.n_masks = check_positive_int("n_masks", n_masks)
-        patch = check_fraction("patch", patch)
-        if patch <= 0.0:
+        self.patch = check_fraction("patch", patch)
+        if self.patch <= 0.0:
             raise ConfigError(f"patch must lie in (0, 1] (a fraction of the image side), got {patch}")
-        self.patch = patch
-        super().__init__(frr, seed)
-        self._fill: Tensor | None = None
+        self.frr = check_fraction("frr", frr)
+        self.seed = check_seed(seed)
 
     def _remember(self, clean_x: Tensor) -> None:
         """Masked regions are filled with the mean clean input."""
@@ -88,9 +92,8 @@ class RandomMasking(FRRDetector):
 
     def score(self, x: Tensor) -> Tensor:
         """Per-sample score of the predictions on masked copies, shape ``[N]`` (low = suspicious)."""
-        if self._classifier is None or self._fill is None:
-            raise InputError("RandomMasking is not fitted: call fit(classifier, clean_x) first")
-        clf = self._classifier
+        clf = self._fitted()
+        assert self._fill is not None
         x = check_batch(x, clf.input_shape)
         if len(x) == 0:
             return torch.zeros(0)
@@ -101,6 +104,3 @@ class RandomMasking(FRRDetector):
             p = clf.predict_scores(torch.where(mask, self._fill, x))
             entropies[i] = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
         return entropies.median(dim=0).values
-
-    def __repr__(self) -> str:
-        return f"RandomMasking(n_masks={self.n_masks}, patch={self.patch}, frr={self.frr}, seed={self.seed})"

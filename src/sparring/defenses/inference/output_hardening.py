@@ -1,36 +1,38 @@
 """Output hardening (confidence masking): release less of what the model computes.
 
-Each wrapper takes a classifier and returns a classifier with the same interface and less
-access. A hardened deployment exposes only its outputs, so no wrapper grants gradients or
-internals. Labels always come from the inner classifier unchanged, so hardening costs no
-accuracy; what it removes is the score detail that membership inference and model
-extraction feed on. The measures are those Shokri et al. evaluate against membership
-inference ("Membership Inference Attacks Against Machine Learning Models", IEEE S&P 2017:
-restrict the prediction vector to the top k classes, coarsen its precision, return labels
-only) and the BSI lists as output hardening for AI systems.
+Each defence's :meth:`~OutputHardening.wrap` takes a classifier and returns a classifier with
+the same interface and less access. A hardened deployment exposes only its outputs, so no
+wrapper grants gradients or internals. Labels always come from the inner classifier
+unchanged, so hardening costs no accuracy; what it removes is the score detail that
+membership inference and model extraction feed on. The measures are those Shokri et al.
+evaluate against membership inference ("Membership Inference Attacks Against Machine
+Learning Models", IEEE S&P 2017: restrict the prediction vector to the top k classes,
+coarsen its precision, return labels only) and the BSI lists as output hardening for AI
+systems.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, check_nonnegative_int, check_positive_int
 from sparring.models import Access, Classifier, ClassifierWrapper
-
-#: Names accepted by :func:`harden` (each optionally followed by ``:ARG``, see there).
-HARDENING_NAMES = ("round", "top_k", "label_only")
+from sparring.params import Params, Registry
 
 _OUTPUT_ACCESS = Access.LABELS | Access.SCORES
-_VALID_FORMS = "'round[:DECIMALS]' (default 2), 'top_k[:K]' (default 1), 'label_only'"
 
 
-class _ScoreHardening(ClassifierWrapper):
-    """Shared part of wrappers that release altered scores: labels and scores, nothing else."""
+class HardenedClassifier(ClassifierWrapper):
+    """A classifier that releases labels and ``harden(scores)`` of an inner one with score access."""
 
-    def __init__(self, inner: Classifier) -> None:
-        inner.require(Access.SCORES, type(self).__name__)
+    def __init__(self, inner: Classifier, harden: Callable[[Tensor], Tensor], by: str) -> None:
+        inner.require(Access.SCORES, by)
         super().__init__(inner, access=_OUTPUT_ACCESS)
+        self.harden = harden
 
     def _labels(self, x: Tensor) -> Tensor:
         if Access.LABELS in self.inner.access:
@@ -38,13 +40,18 @@ class _ScoreHardening(ClassifierWrapper):
         return self.inner.predict_scores(x).argmax(dim=1)
 
     def _scores(self, x: Tensor) -> Tensor:
-        return self._harden(self.inner.predict_scores(x))
-
-    def _harden(self, scores: Tensor) -> Tensor:
-        raise NotImplementedError
+        return self.harden(self.inner.predict_scores(x))
 
 
-class RoundScores(_ScoreHardening):
+class OutputHardening(Params, ABC):
+    """An inference defence that releases less: :meth:`wrap` returns the hardened classifier."""
+
+    @abstractmethod
+    def wrap(self, classifier: Classifier) -> Classifier:
+        """``classifier`` behind this hardening."""
+
+
+class RoundScores(OutputHardening):
     """Release class probabilities rounded to ``decimals`` decimal places.
 
     Coarsening the precision of the prediction vector is one of Shokri et al.'s mitigations
@@ -53,17 +60,14 @@ class RoundScores(_ScoreHardening):
     classifier with score access; grants labels and scores only.
     """
 
-    def __init__(self, inner: Classifier, decimals: int = 2) -> None:
-        if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-            raise ConfigError(f"decimals must be an integer >= 0, got {decimals!r}")
-        super().__init__(inner)
-        self.decimals = decimals
+    def __init__(self, decimals: int = 2) -> None:
+        self.decimals = check_nonnegative_int("decimals", decimals)
 
-    def _harden(self, scores: Tensor) -> Tensor:
-        return torch.round(scores, decimals=self.decimals)
+    def wrap(self, classifier: Classifier) -> Classifier:
+        return HardenedClassifier(classifier, lambda s: torch.round(s, decimals=self.decimals), type(self).__name__)
 
 
-class TopKScores(_ScoreHardening):
+class TopKScores(OutputHardening):
     """Release only the ``k`` largest class probabilities; all others are set to 0.
 
     The kept probabilities are not renormalised: they are the model's own values, so a row
@@ -72,81 +76,43 @@ class TopKScores(_ScoreHardening):
     scores only.
     """
 
-    def __init__(self, inner: Classifier, k: int = 1) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= inner.num_classes:
-            raise ConfigError(f"k must be an integer in [1, {inner.num_classes}], got {k!r}")
-        super().__init__(inner)
-        self.k = k
+    def __init__(self, k: int = 1) -> None:
+        self.k = check_positive_int("k", k)
 
-    def _harden(self, scores: Tensor) -> Tensor:
-        top = scores.topk(self.k, dim=1)
-        return torch.zeros_like(scores).scatter(1, top.indices, top.values)
+    def wrap(self, classifier: Classifier) -> Classifier:
+        if self.k > classifier.num_classes:
+            raise ConfigError(f"k must be an integer in [1, {classifier.num_classes}], got {self.k}")
+
+        def top(scores: Tensor) -> Tensor:
+            kept = scores.topk(self.k, dim=1)
+            return torch.zeros_like(scores).scatter(1, kept.indices, kept.values)
+
+        return HardenedClassifier(classifier, top, type(self).__name__)
 
 
-class LabelOnly(ClassifierWrapper):
+class LabelOnly(OutputHardening):
     """Release the predicted label only (Shokri et al.'s extreme case, IEEE S&P 2017).
 
     Score-based attacks can no longer run (they get an :class:`~sparring.errors.AccessError`);
     label-only attacks still can. Needs an inner classifier with label access.
     """
 
-    def __init__(self, inner: Classifier) -> None:
-        inner.require(Access.LABELS, type(self).__name__)
-        super().__init__(inner, access=Access.LABELS)
+    def __init__(self) -> None:
+        pass
+
+    def wrap(self, classifier: Classifier) -> Classifier:
+        classifier.require(Access.LABELS, type(self).__name__)
+        return ClassifierWrapper(classifier, access=Access.LABELS)
 
 
-def _int_arg(name: str, text: str, spec: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{name} in hardening spec {spec!r} must be an integer, got {text!r}") from None
-
-
-def parse_hardening(spec: str) -> tuple[str, int | None]:
-    """Split a hardening spec into its name and integer argument, checking both.
-
-    ``"round:3"`` gives ``("round", 3)``, ``"round"`` gives ``("round", 2)``, ``"top_k"``
-    gives ``("top_k", 1)``, ``"label_only"`` gives ``("label_only", None)``. Needs no
-    classifier, so a config can be validated before any model exists; only the upper bound
-    of ``k`` (the number of classes) is left to :func:`harden`. A bad spec raises
-    :class:`~sparring.errors.ConfigError` naming the valid forms.
-    """
-    if not isinstance(spec, str):
-        raise ConfigError(f"hardening spec must be a string, got {type(spec).__name__}; valid forms: {_VALID_FORMS}")
-    name, sep, arg = spec.strip().partition(":")
-    name, arg = name.strip(), arg.strip()
-    if name not in HARDENING_NAMES:
-        raise ConfigError(f"unknown hardening {spec!r}; valid forms: {_VALID_FORMS}")
-    if sep and not arg:
-        raise ConfigError(f"hardening spec {spec!r} has an empty argument; valid forms: {_VALID_FORMS}")
-    if name == "label_only":
-        if sep:
-            raise ConfigError(f"hardening 'label_only' takes no argument, got {spec!r}; valid forms: {_VALID_FORMS}")
-        return name, None
-    if name == "round":
-        decimals = _int_arg("decimals", arg, spec) if sep else 2
-        if decimals < 0:
-            raise ConfigError(f"decimals in hardening spec {spec!r} must be >= 0")
-        return name, decimals
-    k = _int_arg("k", arg, spec) if sep else 1
-    if k < 1:
-        raise ConfigError(f"k in hardening spec {spec!r} must be >= 1")
-    return name, k
+#: Output hardenings by the name a config uses: ``round[:DECIMALS]``, ``top_k[:K]``, ``label_only``.
+HARDENING: Registry[OutputHardening] = Registry("output hardening")
+HARDENING.add("round", RoundScores, arg="decimals")
+HARDENING.add("top_k", TopKScores, arg="k")
+HARDENING.add("label_only", LabelOnly)
+HARDENING_NAMES = tuple(HARDENING)
 
 
 def harden(classifier: Classifier, spec: str) -> Classifier:
-    """Wrap ``classifier`` in the output hardening that ``spec`` names.
-
-    Forms: ``"round:2"`` or ``"round"`` (:class:`RoundScores`, default 2 decimals),
-    ``"top_k:3"`` or ``"top_k"`` (:class:`TopKScores`, default k = 1), ``"label_only"``
-    (:class:`LabelOnly`). Anything else raises :class:`~sparring.errors.ConfigError` naming
-    the valid forms (see :func:`parse_hardening`).
-    """
-    name, arg = parse_hardening(spec)
-    if name == "round":
-        assert arg is not None
-        return RoundScores(classifier, arg)
-    if name == "top_k":
-        assert arg is not None
-        return TopKScores(classifier, arg)
-    return LabelOnly(classifier)
+    """Wrap ``classifier`` in the output hardening that ``spec`` names (see :data:`HARDENING`)."""
+    return HARDENING.build(spec).wrap(classifier)

@@ -37,8 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparring.errors import AccessError, ConfigError, InputError, check_fraction, check_positive_int
-from sparring.models import Access, Classifier, TorchClassifier, check_batch
+from sparring.models import Access, Classifier, TorchClassifier, capture, check_batch
 from sparring.models.transformed import InputTransform, TransformedClassifier
+from sparring.params import Params
 
 
 def saliency_window(saliency: Tensor, size: int) -> Tensor:
@@ -85,7 +86,10 @@ class SaliencyPurify(InputTransform):
         self.layer = layer
         self.patch = patch
         self.iterations = iterations
-        self.name = f"purify:{layer or 'input_gradient'}:{patch}"
+
+    @property
+    def name(self) -> str:
+        return f"purify:{self.layer or 'input_gradient'}:{self.patch}"
 
     def check_input_shape(self, input_shape: Sequence[int]) -> None:
         if len(input_shape) != 3:
@@ -102,13 +106,8 @@ class SaliencyPurify(InputTransform):
                 (grad,) = torch.autograd.grad(chosen, xs)
                 return grad.abs().sum(dim=1)
             assert isinstance(clf, TorchClassifier)
-            captured: list[Tensor] = []
-            module = clf.model.get_submodule(self.layer)
-            handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
-            try:
+            with capture(clf.model, self.layer) as captured:
                 logits = clf.logits(xs)
-            finally:
-                handle.remove()
             act = captured[-1]
             if act.dim() != 4:
                 raise InputError(
@@ -131,7 +130,7 @@ class SaliencyPurify(InputTransform):
         return diffusion_fill(x, mask, self.iterations)
 
 
-class Purification:
+class Purification(Params):
     """Februus-style input purification (Doan, Abbasnejad & Ranasinghe, ACSAC 2020).
 
     :meth:`wrap` returns a classifier that, on every query, removes the ``patch`` x
@@ -171,11 +170,8 @@ class Purification:
 
     def wrap(self, classifier: Classifier) -> TransformedClassifier:
         """``classifier`` behind purification: same interface, every query purified first."""
-        return TransformedClassifier(classifier, self.transform(classifier))
+        return self.transform(classifier).wrap(classifier)
 
     def purify(self, classifier: Classifier, x: Tensor) -> Tensor:
         """The purified inputs (in ``classifier``'s bounds) that the wrapped classifier would see."""
         return self.wrap(classifier).apply(check_batch(x, classifier.input_shape))
-
-    def __repr__(self) -> str:
-        return f"Purification(layer={self.layer!r}, patch={self.patch}, iterations={self.iterations})"

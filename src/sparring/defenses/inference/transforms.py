@@ -15,6 +15,7 @@ Every transform works on whole batches in torch and expects values in ``[0, 1]``
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -22,16 +23,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from sparring.errors import ConfigError, InputError
+from sparring.errors import ConfigError, InputError, check_positive, check_positive_int, check_seed
 from sparring.models import Classifier, InputTransform, TransformedClassifier
-
-#: Names accepted by :func:`transform_defence` (each optionally followed by ``:ARG``).
-TRANSFORM_NAMES = ("bit_depth", "median", "jpeg", "noise")
-
-_VALID_FORMS = (
-    "'bit_depth[:BITS]' (default 4), 'median[:SIZE]' (default 2), 'jpeg[:QUALITY]' (default 75), "
-    "'noise[:SIGMA]' (default 0.1)"
-)
+from sparring.params import Registry
 
 
 def _need_images(name: str, input_shape: Sequence[int]) -> None:
@@ -54,7 +48,10 @@ class BitDepth(InputTransform):
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
             raise ConfigError(f"bits must be an integer in [1, 16], got {bits!r}")
         self.bits = bits
-        self.name = f"bit_depth:{bits}"
+
+    @property
+    def name(self) -> str:
+        return f"bit_depth:{self.bits}"
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         levels = 2**self.bits - 1
@@ -71,10 +68,11 @@ class MedianSmoothing(InputTransform):
     """
 
     def __init__(self, size: int = 2) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"median window size must be an integer >= 1, got {size!r}")
-        self.size = size
-        self.name = f"median:{size}"
+        self.size = check_positive_int("median window size", size)
+
+    @property
+    def name(self) -> str:
+        return f"median:{self.size}"
 
     def check_input_shape(self, input_shape: Sequence[int]) -> None:
         _need_images("median smoothing", input_shape)
@@ -108,6 +106,7 @@ _LUMINANCE = torch.tensor(
 )
 
 
+@functools.cache
 def _dct_matrix(n: int = 8) -> Tensor:
     """The orthonormal DCT-II matrix ``D`` (``D @ block @ D.T`` is the 2-D DCT)."""
     k = torch.arange(n, dtype=torch.float64)[:, None]
@@ -117,6 +116,7 @@ def _dct_matrix(n: int = 8) -> Tensor:
     return d.float()
 
 
+@functools.cache
 def quantisation_table(quality: int) -> Tensor:
     """The luminance table scaled to ``quality`` (1-100) as the IJG libjpeg does, clipped to [1, 255]."""
     scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
@@ -138,9 +138,10 @@ class JpegCompression(InputTransform):
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
             raise ConfigError(f"JPEG quality must be an integer in [1, 100], got {quality!r}")
         self.quality = quality
-        self.name = f"jpeg:{quality}"
-        self._table = quantisation_table(quality)
-        self._dct = _dct_matrix(8)
+
+    @property
+    def name(self) -> str:
+        return f"jpeg:{self.quality}"
 
     def check_input_shape(self, input_shape: Sequence[int]) -> None:
         _need_images("JPEG compression", input_shape)
@@ -155,7 +156,7 @@ class JpegCompression(InputTransform):
         hb, wb = (h + ph) // 8, (w + pw) // 8
         # [N, C, hb, 8, wb, 8] -> blocks [N, C, hb, wb, 8, 8]
         blocks = pixels.reshape(n, c, hb, 8, wb, 8).permute(0, 1, 2, 4, 3, 5)
-        d, q = self._dct.to(x.dtype), self._table.to(x.dtype)
+        d, q = _dct_matrix(8).to(x.dtype), quantisation_table(self.quality).to(x.dtype)
         coeff = d @ blocks @ d.T
         coeff = torch.round(coeff / q) * q
         restored = d.T @ coeff @ d
@@ -172,57 +173,39 @@ class GaussianNoise(InputTransform):
 
     randomized = True
 
-    def __init__(self, sigma: float = 0.1) -> None:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0.0 < float(sigma) < float("inf"):
-            raise ConfigError(f"noise sigma must be a finite number > 0, got {sigma!r}")
-        self.sigma = float(sigma)
-        self.name = f"noise:{self.sigma:g}"
+    def __init__(self, sigma: float = 0.1, seed: int = 0) -> None:
+        self.sigma = check_positive("noise sigma", sigma)
+        self.seed = check_seed(seed)
+
+    @property
+    def name(self) -> str:
+        return f"noise:{self.sigma:g}"
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         return (x + self.sigma * noise).clamp(0.0, 1.0)
 
 
-def _number(name: str, text: str, spec: str, kind: type[int] | type[float]) -> float:
-    try:
-        return kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise ConfigError(f"{name} in transform spec {spec!r} must be {what}, got {text!r}") from None
+#: Input transformations by the name a config uses, each optionally followed by ``:ARG``.
+TRANSFORMS: Registry[InputTransform] = Registry("transform")
+TRANSFORMS.add("bit_depth", BitDepth, arg="bits")
+TRANSFORMS.add("median", MedianSmoothing, arg="size")
+TRANSFORMS.add("jpeg", JpegCompression, arg="quality")
+TRANSFORMS.add("noise", GaussianNoise, arg="sigma")
+TRANSFORM_NAMES = tuple(TRANSFORMS)
 
 
-def parse_transform(spec: str) -> InputTransform:
+def parse_transform(spec: str, seed: int = 0) -> InputTransform:
     """Build the transform that ``spec`` names, with no classifier needed (config-time check).
 
     Forms: ``"bit_depth:4"`` (:class:`BitDepth`), ``"median:2"`` (:class:`MedianSmoothing`),
-    ``"jpeg:75"`` (:class:`JpegCompression`), ``"noise:0.1"`` (:class:`GaussianNoise`); the
-    argument may be left out for the default. A bad spec raises
+    ``"jpeg:75"`` (:class:`JpegCompression`), ``"noise:0.1"`` (:class:`GaussianNoise`, drawing
+    from ``seed``); the argument may be left out for the default. A bad spec raises
     :class:`~sparring.errors.ConfigError` naming the valid forms.
     """
-    if not isinstance(spec, str):
-        raise ConfigError(f"transform spec must be a string, got {type(spec).__name__}; valid forms: {_VALID_FORMS}")
-    name, sep, arg = (part.strip() for part in spec.strip().partition(":"))
-    if name not in TRANSFORM_NAMES:
-        raise ConfigError(f"unknown transform {spec!r}; valid forms: {_VALID_FORMS}")
-    if sep and not arg:
-        raise ConfigError(f"transform spec {spec!r} has an empty argument; valid forms: {_VALID_FORMS}")
-    try:
-        if name == "bit_depth":
-            return BitDepth(int(_number("bits", arg, spec, int)) if sep else 4)
-        if name == "median":
-            return MedianSmoothing(int(_number("size", arg, spec, int)) if sep else 2)
-        if name == "jpeg":
-            return JpegCompression(int(_number("quality", arg, spec, int)) if sep else 75)
-        return GaussianNoise(_number("sigma", arg, spec, float) if sep else 0.1)
-    except ConfigError as err:
-        if "transform spec" in str(err):
-            raise
-        raise ConfigError(f"transform spec {spec!r}: {err}") from None
+    return TRANSFORMS.build(spec, seed=seed)
 
 
 def transform_defence(classifier: Classifier, spec: str, seed: int = 0) -> TransformedClassifier:
-    """Wrap ``classifier`` so that every query first applies the transform ``spec`` names.
-
-    See :func:`parse_transform` for the forms; ``seed`` seeds a randomized transform.
-    """
-    return TransformedClassifier(classifier, parse_transform(spec), seed=seed)
+    """Wrap ``classifier`` so that every query first applies the transform ``spec`` names."""
+    return parse_transform(spec, seed).wrap(classifier)

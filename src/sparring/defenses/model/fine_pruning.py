@@ -22,8 +22,9 @@ from torch.nn.utils import prune
 
 from sparring.data import Dataset
 from sparring.defenses.model.fine_tuning import RepairResult, check_repair_input, fine_tune, model_accuracy
-from sparring.errors import ConfigError, InputError, check_fraction, check_nonnegative
-from sparring.models import Classifier, TorchClassifier
+from sparring.errors import ConfigError, InputError, check_fraction, check_nonnegative, check_seed
+from sparring.models import Classifier, TorchClassifier, capture
+from sparring.params import Params
 
 
 @dataclass(kw_only=True)
@@ -45,7 +46,7 @@ class FinePruningResult(RepairResult):
         return len(self.pruned) / self.n_channels
 
 
-class FinePruning:
+class FinePruning(Params):
     """Fine-pruning model repair (Liu, Dolan-Gavitt & Garg, RAID 2018).
 
     :meth:`repair` follows DESIGN.md's model-defence verb: it takes a
@@ -78,9 +79,7 @@ class FinePruning:
         if not check_nonnegative("lr", lr) > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
         self.lr = float(lr)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
+        self.seed = check_seed(seed)
 
     def repair(self, classifier: Classifier, clean: Dataset) -> FinePruningResult:
         """Prune and fine-tune a copy of ``classifier``'s model on ``clean``; see the class docstring."""
@@ -96,15 +95,10 @@ class FinePruning:
         n_channels = module.weight.shape[0]
         keep = torch.ones(n_channels)
 
-        captured: list[Tensor] = []
+        def masked(out: Tensor) -> Tensor:
+            return out * keep.view(1, -1, *([1] * (out.dim() - 2)))
 
-        def hook(_m: nn.Module, _i: tuple[Tensor, ...], out: Tensor) -> Tensor:
-            out = out * keep.view(1, -1, *([1] * (out.dim() - 2)))
-            captured.append(out.detach())
-            return out
-
-        handle = module.register_forward_hook(hook)
-        try:
+        with capture(model, self.layer, masked) as captured:
             with torch.no_grad():
                 acc_before = model_accuracy(model, x, y)
                 act = torch.cat(captured).clamp_min(0)
@@ -121,8 +115,6 @@ class FinePruning:
                         break
                     pruned.append(channel)
                     acc_pruned = acc
-        finally:
-            handle.remove()
 
         # Hold the pruned channels at zero through fine-tuning, then make the pruning permanent.
         weight_mask = keep.view(-1, *([1] * (module.weight.dim() - 1))).expand_as(module.weight).clone()
@@ -148,11 +140,4 @@ class FinePruning:
             seconds=time.perf_counter() - start,
             losses=losses,
             details={"pruned_fraction": len(pruned) / n_channels},
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"FinePruning(layer={self.layer!r}, max_prune_fraction={self.max_prune_fraction}, "
-            f"max_accuracy_drop={self.max_accuracy_drop}, fine_tune_epochs={self.fine_tune_epochs}, "
-            f"lr={self.lr}, seed={self.seed})"
         )

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from sparring.data import Dataset
-from sparring.errors import ConfigError, InputError, check_nonnegative, check_positive_int
+from sparring.errors import ConfigError, InputError, check_nonnegative, check_positive_int, check_seed
 from sparring.models import Access, Classifier, TorchClassifier
+from sparring.params import Params
 from sparring.train import TrainConfig, fit
 
 
@@ -77,7 +78,7 @@ def model_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return float((preds == y).float().mean())
 
 
-class FineTuning:
+class FineTuning(Params):
     """Fine-tuning model repair (the baseline of Liu, Dolan-Gavitt & Garg, RAID 2018).
 
     :meth:`repair` copies the classifier's model and trains the copy for ``epochs`` on the
@@ -91,9 +92,7 @@ class FineTuning:
             raise ConfigError(f"lr must be > 0, got {lr}")
         self.lr = float(lr)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
+        self.seed = check_seed(seed)
 
     def repair(self, classifier: Classifier, clean: Dataset) -> RepairResult:
         """Fine-tune a copy of ``classifier``'s model on ``clean``; see the class docstring."""
@@ -113,6 +112,3 @@ class FineTuning:
             losses=losses,
             details={"epochs": self.epochs, "n_clean": len(clean)},
         )
-
-    def __repr__(self) -> str:
-        return f"FineTuning(epochs={self.epochs}, lr={self.lr}, batch_size={self.batch_size}, seed={self.seed})"

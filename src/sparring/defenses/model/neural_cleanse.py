@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparring.data import Dataset, Trigger
-from sparring.errors import ConfigError, InputError, check_fraction, check_nonnegative, check_positive_int
+from sparring.errors import ConfigError, InputError, check_fraction, check_nonnegative, check_positive_int, check_seed
 from sparring.models import Access, Classifier, TorchClassifier
+from sparring.params import Params
 from sparring.progress import bar
 from sparring.train import TrainConfig, fit
 
@@ -109,7 +110,7 @@ class UnlearningResult:
     losses: list[float] = field(default_factory=list)
 
 
-class NeuralCleanse:
+class NeuralCleanse(Params):
     """Neural Cleanse trigger reconstruction and MAD outlier test (Wang et al., IEEE S&P 2019).
 
     With ``regulariser="tabor"`` the optimisation adds TABOR's regularisers (Guo et al.,
@@ -183,9 +184,7 @@ class NeuralCleanse:
         if not check_nonnegative("unlearn_lr", unlearn_lr) > 0:
             raise ConfigError(f"unlearn_lr must be a finite number > 0, got {unlearn_lr}")
         self.unlearn_lr = float(unlearn_lr)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.progress = progress
 
     # -- inspection ----------------------------------------------------------------------
@@ -348,13 +347,6 @@ class NeuralCleanse:
             model, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds, access=classifier.access
         )
         return UnlearningResult(repaired, result, unlearned, before, after, time.perf_counter() - start, losses)
-
-    def __repr__(self) -> str:
-        return (
-            f"NeuralCleanse(steps={self.steps}, lr={self.lr}, init_cost={self.init_cost}, "
-            f"regulariser={self.regulariser!r}, batch_size={self.batch_size}, samples={self.samples}, "
-            f"threshold={self.threshold}, seed={self.seed})"
-        )
 
 
 def anomaly_index(norms: Tensor) -> Tensor:

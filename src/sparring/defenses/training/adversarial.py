@@ -13,15 +13,16 @@ from torch import Tensor, nn
 
 from sparring.attacks.evasion import PGD, Norm, get_norm
 from sparring.data import Dataset
-from sparring.errors import ConfigError, InputError, check_nonnegative, check_positive_int
+from sparring.errors import InputError, check_bounds, check_nonnegative, check_positive_int, check_seed
 from sparring.models import TorchClassifier
+from sparring.params import Params
 from sparring.train import TrainConfig, TrainResult, fit
 
 #: Epochs when ``fit`` gets no config. An epoch costs about ``steps + 1`` standard epochs.
 DEFAULT_EPOCHS = 4
 
 
-class AdversarialTraining:
+class AdversarialTraining(Params):
     """Train on PGD adversarial examples (Madry et al., ICLR 2018).
 
     Parameters: ``norm`` ("linf" or "l2"), ``eps`` (training radius; training at a
@@ -55,11 +56,8 @@ class AdversarialTraining:
         self.steps = check_positive_int("steps", steps)
         self.step_size = None if step_size is None else check_nonnegative("step_size", step_size)
         self.random_start = bool(random_start)
-        self.seed = int(seed)
-        lo, hi = (float(b) for b in bounds)
-        if not lo < hi:
-            raise ConfigError(f"bounds must be (low, high) with low < high, got {bounds}")
-        self.bounds = (lo, hi)
+        self.seed = check_seed(seed)
+        self.bounds = check_bounds(bounds)
 
     def attack(self, seed: int | None = None) -> PGD:
         """The PGD attack that makes the training examples (its :meth:`~PGD.perturb`: every step, no early stop)."""
@@ -98,7 +96,3 @@ class AdversarialTraining:
             return attack.perturb(view, x, y)
 
         return fit(model, train, cfg, transform=adversarial, desc="adversarial training")
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({params})"

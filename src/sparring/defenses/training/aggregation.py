@@ -15,11 +15,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, check_fraction, check_nonnegative, check_positive, check_seed
 from sparring.federated import check_updates
+from sparring.params import Params, Registry
 
 
-class CoordinateMedian:
+class CoordinateMedian(Params):
     """Coordinate-wise median of the updates (Yin et al., ICML 2018); ignores client weights.
 
     With an even number of updates it takes the mean of the two middle values.
@@ -29,11 +30,8 @@ class CoordinateMedian:
         check_updates(updates, weights)
         return updates.quantile(0.5, dim=0) if updates.shape[0] % 2 == 0 else updates.median(dim=0).values
 
-    def __repr__(self) -> str:
-        return "CoordinateMedian()"
 
-
-class TrimmedMean:
+class TrimmedMean(Params):
     """Coordinate-wise ``beta``-trimmed mean (Yin et al., ICML 2018); ignores client weights.
 
     For every coordinate the ``floor(beta * K)`` largest and smallest of the K values are
@@ -42,9 +40,9 @@ class TrimmedMean:
     """
 
     def __init__(self, beta: float = 0.1) -> None:
-        if isinstance(beta, bool) or not 0.0 <= float(beta) < 0.5:
+        self.beta = check_fraction("beta", beta)
+        if self.beta >= 0.5:
             raise ConfigError(f"beta must be in [0, 0.5), got {beta}")
-        self.beta = float(beta)
 
     def __call__(self, updates: Tensor, weights: Tensor, round_index: int) -> Tensor:
         check_updates(updates, weights)
@@ -53,11 +51,8 @@ class TrimmedMean:
         ordered = updates.sort(dim=0).values
         return ordered[cut : k - cut].mean(dim=0)
 
-    def __repr__(self) -> str:
-        return f"TrimmedMean(beta={self.beta})"
 
-
-class NormClipping:
+class NormClipping(Params):
     """Norm clipping with optional weak-DP noise (Sun et al., 2019).
 
     Every update is scaled to L2 norm at most ``bound`` (``u * min(1, bound / ||u||)``), the
@@ -67,13 +62,9 @@ class NormClipping:
     """
 
     def __init__(self, bound: float = 1.0, noise_sigma: float = 0.0, seed: int = 0) -> None:
-        if isinstance(bound, bool) or not 0.0 < float(bound) < float("inf"):
-            raise ConfigError(f"bound must be a finite number > 0, got {bound}")
-        if isinstance(noise_sigma, bool) or not 0.0 <= float(noise_sigma) < float("inf"):
-            raise ConfigError(f"noise_sigma must be a finite number >= 0, got {noise_sigma}")
-        self.bound = float(bound)
-        self.noise_sigma = float(noise_sigma)
-        self.seed = int(seed)
+        self.bound = check_positive("bound", bound)
+        self.noise_sigma = check_nonnegative("noise_sigma", noise_sigma)
+        self.seed = check_seed(seed)
 
     def clip(self, updates: Tensor) -> Tensor:
         """Each row of ``updates`` scaled down to L2 norm at most ``bound``."""
@@ -88,5 +79,9 @@ class NormClipping:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(round_index))
         return mean + self.noise_sigma * torch.randn(mean.shape, generator=g, dtype=mean.dtype)
 
-    def __repr__(self) -> str:
-        return f"NormClipping(bound={self.bound}, noise_sigma={self.noise_sigma}, seed={self.seed})"
+
+#: Robust aggregators by the name an assessment config uses (``clipping:SIGMA`` adds noise).
+AGGREGATORS: Registry[Params] = Registry("aggregator")
+AGGREGATORS.add("median", CoordinateMedian)
+AGGREGATORS.add("trimmed_mean", TrimmedMean)
+AGGREGATORS.add("clipping", NormClipping, arg="noise_sigma")

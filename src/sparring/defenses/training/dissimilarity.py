@@ -14,20 +14,23 @@ default meaningful across layers; the paper's per-neuron weights are left out.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sparring.data import Dataset
 from sparring.errors import ConfigError, InputError, check_nonnegative
-from sparring.models.student import layer_features
+from sparring.models.hooks import capture, find_layer, layer_features
+from sparring.params import Params
 from sparring.train import TrainConfig, TrainResult, fit
 
 #: Epochs when ``fit`` gets no config.
 DEFAULT_EPOCHS = 4
 
 
-class TeacherDissimilarity:
+class TeacherDissimilarity(Params):
     """Fine-tune a student away from its public teacher so that attacks crafted on the teacher carry over less.
 
     ``measure="representation"`` is the defence of Wang et al. (USENIX Security 2018): a
@@ -80,9 +83,7 @@ class TeacherDissimilarity:
             raise InputError("the student must be a copy of the teacher, not the teacher itself")
         if len(train) == 0:
             raise InputError("cannot train on an empty dataset")
-        modules = dict(model.named_modules())
-        if self.layer not in modules:
-            raise InputError(f"student has no layer named {self.layer!r}; layers: {', '.join(n for n in modules if n)}")
+        find_layer(model, self.layer)
         self.teacher.eval()  # the public model is only read, in inference mode
         if self.unfreeze:
             for p in model.parameters():
@@ -90,43 +91,36 @@ class TeacherDissimilarity:
         epochs, n = max(1, cfg.epochs), len(train)
         sums = [0.0] * epochs
         seen = 0
-        captured: list[Tensor] = []
         teacher_features = layer_features(self.teacher, self.layer)
+        # the student's layer output of each training forward pass (representation measure)
+        hooked: AbstractContextManager[list[Tensor]] = (
+            capture(model, self.layer) if self.measure == "representation" else nullcontext([])
+        )
+        with hooked as captured:
 
-        def penalty(student: nn.Module, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
-            nonlocal seen
-            epoch = min(seen // n, epochs - 1)
-            seen += len(x)
-            if self.measure == "gradient":
-                value = gradient_cosine(student, self.teacher, x, y)
-                sums[epoch] += float(value.detach().sum()) / n
-                return self.weight * value.clamp_min(0).mean()
-            s = captured.pop().flatten(1)
-            with torch.no_grad():
-                t = teacher_features(x)
-            if s.shape != t.shape:
-                raise InputError(f"student and teacher representations at {self.layer!r} differ: {s.shape}, {t.shape}")
-            dist = (s - t).norm(dim=1) / t.norm(dim=1).clamp_min(1e-6)
-            sums[epoch] += float(dist.detach().sum()) / n
-            threshold = self.margin * (epoch + 1) / epochs if self.ramp else self.margin
-            return self.weight * torch.relu(threshold - dist).pow(2).mean()
+            def penalty(student: nn.Module, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
+                nonlocal seen
+                epoch = min(seen // n, epochs - 1)
+                seen += len(x)
+                if self.measure == "gradient":
+                    value = gradient_cosine(student, self.teacher, x, y)
+                    sums[epoch] += float(value.detach().sum()) / n
+                    return self.weight * value.clamp_min(0).mean()
+                s = captured.pop().flatten(1)
+                with torch.no_grad():
+                    t = teacher_features(x)
+                if s.shape != t.shape:
+                    raise InputError(
+                        f"student and teacher representations at {self.layer!r} differ: {s.shape}, {t.shape}"
+                    )
+                dist = (s - t).norm(dim=1) / t.norm(dim=1).clamp_min(1e-6)
+                sums[epoch] += float(dist.detach().sum()) / n
+                threshold = self.margin * (epoch + 1) / epochs if self.ramp else self.margin
+                return self.weight * torch.relu(threshold - dist).pow(2).mean()
 
-        hook = None
-        if self.measure == "representation":  # keep the layer's output of each training forward pass
-            hook = modules[self.layer].register_forward_hook(lambda _m, _i, out: captured.append(out))
-        try:
             result = fit(model, train, cfg, desc="teacher dissimilarity", penalty=penalty)
-        finally:
-            if hook is not None:
-                hook.remove()
         self.last_distances = sums
         return result
-
-    def __repr__(self) -> str:
-        return (
-            f"TeacherDissimilarity(teacher={type(self.teacher).__name__}, layer={self.layer!r}, margin={self.margin}, "
-            f"weight={self.weight}, ramp={self.ramp}, unfreeze={self.unfreeze}, measure={self.measure!r})"
-        )
 
 
 def gradient_cosine(student: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor) -> Tensor:

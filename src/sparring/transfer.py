@@ -10,51 +10,17 @@ student's frozen layers too, which is what teacher→student transfer attacks ex
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from sparring.data import Dataset
 from sparring.errors import ConfigError, InputError, check_positive_int
-from sparring.models.torch_classifier import TorchClassifier
-from sparring.models.zoo import build
+from sparring.models import TorchClassifier, build
+from sparring.models.hooks import param_layers
 from sparring.train import TrainConfig, fit
-
-
-def layer_features(model: nn.Module, layer: str) -> Callable[[Tensor], Tensor]:
-    """A differentiable map ``x -> activation of `layer``` flattened to ``[N, D]``.
-
-    Runs on detached copies of the parameters (input gradients only; the module's mode and
-    weights are left alone). Raises :class:`InputError` naming the layers if ``layer`` is unknown.
-    """
-    modules = dict(model.named_modules())
-    if not layer or layer not in modules:
-        raise InputError(f"model has no layer named {layer!r}; layers: {', '.join(n for n in modules if n)}")
-    state = {k: v.detach() for k, v in model.named_parameters()}
-    state.update(dict(model.named_buffers()))
-
-    def features(x: Tensor) -> Tensor:
-        captured: list[Tensor] = []
-        handle = modules[layer].register_forward_hook(lambda _m, _i, out: captured.append(out))
-        try:
-            functional_call(model, state, (x,))
-        finally:
-            handle.remove()
-        return captured[0].flatten(1)
-
-    return features
-
-
-def param_layers(model: nn.Module) -> list[str]:
-    """Names of the modules that own parameters directly, in registration (forward) order.
-
-    For the zoo's ``small_cnn`` these are ``conv1, conv2, fc1, fc2``; for ``mlp``
-    ``body.0, body.2, head``.
-    """
-    return [name for name, m in model.named_modules() if name and any(True for _ in m.parameters(recurse=False))]
 
 
 def frozen_layers(model: nn.Module, frozen: int | Sequence[str]) -> list[str]:
@@ -137,6 +103,20 @@ class TransferSetup:
     seconds: float
 
 
+@dataclass
+class SetupWeights:
+    """The trained weights of a :class:`TransferSetup` and the seconds they took, to rebuild it without training."""
+
+    teacher: dict[str, Tensor]
+    student: dict[str, Tensor]
+    seconds: float
+
+    @classmethod
+    def of(cls, setup: TransferSetup) -> SetupWeights:
+        """The weights of ``setup``."""
+        return cls(setup.teacher.model.state_dict(), setup.student.model.state_dict(), setup.seconds)
+
+
 def transfer_learning_setup(
     train: Dataset,
     test: Dataset,
@@ -147,6 +127,7 @@ def transfer_learning_setup(
     student_epochs: int = 4,
     seed: int = 0,
     progress: bool | None = False,
+    weights: SetupWeights | None = None,
 ) -> TransferSetup:
     """Build the transfer-learning case reproducibly: a public teacher, then a student from it.
 
@@ -155,7 +136,8 @@ def transfer_learning_setup(
     but the head (``frozen=-1``; or the first ``frozen`` parameter layers) and is
     fine-tuned on the private part only. Both models solve the same task, as when a
     student re-uses a public feature extractor; the attacker sees the teacher but neither
-    the student's data nor its head.
+    the student's data nor its head. With ``weights`` (saved from a setup made with the same
+    arguments) the two models are loaded instead of trained.
     """
     if not 0.0 < teacher_fraction < 1.0:
         raise ConfigError(f"teacher_fraction must be strictly between 0 and 1, got {teacher_fraction}")
@@ -169,10 +151,19 @@ def transfer_learning_setup(
     public.name, private.name = f"{train.name}-public", f"{train.name}-private"
     k = train.num_classes
     teacher = build(architecture, train.input_shape, k, seed=seed)
-    t = fit(teacher, public, TrainConfig(epochs=teacher_epochs, seed=seed, progress=progress), desc="teacher")
+    if weights is None:
+        t = fit(teacher, public, TrainConfig(epochs=teacher_epochs, seed=seed, progress=progress), desc="teacher")
+    else:
+        teacher.load_state_dict(weights.teacher)
+        teacher.eval()
     count = len(param_layers(teacher)) - 1 if frozen == -1 else frozen
     student = student_from_teacher(teacher, k, count, seed=seed + 1)
-    s = fit(student, private, TrainConfig(epochs=student_epochs, seed=seed + 1, progress=progress), desc="student")
+    if weights is None:
+        s = fit(student, private, TrainConfig(epochs=student_epochs, seed=seed + 1, progress=progress), desc="student")
+        seconds = t.seconds + s.seconds
+    else:
+        student.load_state_dict(weights.student)
+        seconds = weights.seconds
     layer = param_layers(student)[count - 1]
     return TransferSetup(
         teacher=TorchClassifier(teacher, train.input_shape, k),
@@ -181,5 +172,5 @@ def transfer_learning_setup(
         teacher_data=public,
         student_data=private,
         test=test,
-        seconds=t.seconds + s.seconds,
+        seconds=seconds,
     )

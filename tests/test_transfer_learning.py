@@ -8,14 +8,9 @@ import torch
 from sparring.data import Dataset
 from sparring.errors import ConfigError, InputError
 from sparring.models import build
-from sparring.models.student import (
-    frozen_layers,
-    layer_features,
-    param_layers,
-    student_from_teacher,
-    transfer_learning_setup,
-)
+from sparring.models.hooks import layer_features, param_layers
 from sparring.train import TrainConfig, fit
+from sparring.transfer import frozen_layers, student_from_teacher, transfer_learning_setup
 
 
 def w(model: torch.nn.Module, layer: str) -> torch.Tensor:

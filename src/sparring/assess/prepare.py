@@ -1,0 +1,81 @@
+"""Load data and the target model and check everything that can fail on user input, writing nothing.
+
+:func:`prepare` does all validation that can fail on user input (data, model shape, access,
+each family's checks) before anything is written, so bad input leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from sparring.assess.context import Context
+from sparring.assess.families import FAMILIES
+from sparring.assess.spec import BaseConfig
+from sparring.data import Dataset, load_dataset
+from sparring.errors import InputError
+from sparring.models import OnnxClassifier, SklearnClassifier, load_skops, load_torch_model
+
+
+def _check_bounds(data: Dataset, bounds: tuple[float, float]) -> None:
+    lo, hi = float(data.x.min()), float(data.x.max())
+    if lo < bounds[0] - 1e-6 or hi > bounds[1] + 1e-6:
+        raise InputError(
+            f"data values lie in [{lo:g}, {hi:g}], outside the input bounds {list(bounds)}; "
+            "scale the data or set [data] bounds"
+        )
+
+
+def _check_model_fits(module: nn.Module, data: Dataset) -> None:
+    x = data.x[:2]
+    try:
+        with torch.no_grad():
+            out = module.eval()(x)
+    except Exception as e:  # any failure here is a shape mismatch as far as the user is concerned
+        raise InputError(f"the model cannot take the data's inputs of shape {list(data.input_shape)}: {e}") from None
+    if not isinstance(out, torch.Tensor) or out.shape != (len(x), data.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"the model returns {shape} for a batch of {len(x)}, expected ({len(x)}, {data.num_classes})")
+
+
+def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
+    """Load data and the target model and check they fit; trains nothing and writes nothing."""
+    dc = config.data
+    data = load_dataset(dc.dataset, dc.path, label_column=dc.label_column, input_shape=dc.input_shape)
+    _check_bounds(data, dc.bounds)
+    if data.num_classes < 2:
+        raise InputError(f"dataset {data.name!r} has fewer than 2 classes")
+    if dc.test_path is not None:
+        train = data
+        test = load_dataset(None, dc.test_path, label_column=dc.label_column, input_shape=dc.input_shape)
+        if test.input_shape != train.input_shape:
+            raise InputError(
+                f"test data has sample shape {list(test.input_shape)}, training data {list(train.input_shape)}"
+            )
+        _check_bounds(test, dc.bounds)
+    else:
+        train, test = data.split(dc.test_fraction, seed=config.seed)
+    ctx = Context(config, data, train, test, log=log)
+    m = config.model
+    if m.sklearn is not None:
+        estimator = load_skops(m.sklearn, m.trusted_types)
+        ctx.loaded = SklearnClassifier(estimator, data.input_shape, bounds=dc.bounds)
+        if ctx.loaded.num_classes != data.num_classes:
+            raise InputError(f"the estimator knows {ctx.loaded.num_classes} classes, the data has {data.num_classes}")
+    elif m.onnx is not None:
+        ctx.loaded = OnnxClassifier(m.onnx, data.input_shape, data.num_classes, bounds=dc.bounds, output=m.onnx_output)
+        ctx.loaded.predict_labels(data.x[:2])  # fails here, with a clear message, if the file does not fit
+        ctx.loaded.reset_queries()
+    elif m.weights is not None:
+        assert m.factory is not None
+        module = load_torch_model(m.factory, m.weights)
+        _check_model_fits(module, data)
+        ctx.loaded = ctx.wrap(module)
+    else:
+        _check_model_fits(ctx.build_model(), data)
+    for family in FAMILIES:
+        for i, entry in enumerate(config.entries(family.key)):
+            family.check(ctx, i, entry)
+    return ctx

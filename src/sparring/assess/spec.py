@@ -1,0 +1,158 @@
+"""Pieces of the assessment config that every family shares: the strict base, data, model, helpers.
+
+Each family declares the pydantic spec of its ``[[entries]]`` (see
+:mod:`sparring.assess.families`); :mod:`sparring.assess.config` assembles them with the
+sections here into the whole config. Unknown keys and unknown names are errors, reported
+with the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sparring.errors import SparringError
+
+
+class Strict(BaseModel):
+    """Frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def one_of(value: str, accepted: Sequence[str], what: str) -> str:
+    """``value`` if it is in ``accepted``, else a ValueError listing them (pydantic adds the key)."""
+    if value not in accepted:
+        raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
+    return value
+
+
+def parses(check: Callable[[str], object], spec: str) -> str:
+    """Run a library check on ``spec``; its :class:`SparringError` becomes the ValueError pydantic reports."""
+    try:
+        check(spec)
+    except SparringError as e:
+        raise ValueError(str(e)) from None
+    return spec
+
+
+def listify(v: Any) -> Any:
+    """A single number becomes a one-element list (``eps = 0.1`` means ``eps = [0.1]``)."""
+    return [v] if isinstance(v, int | float) else v
+
+
+def sorted_nonnegative(v: list[float], what: str = "eps") -> list[float]:
+    """The values sorted, each checked to be >= 0."""
+    for e in v:
+        if not e >= 0:
+            raise ValueError(f"{what} must be >= 0, got {e}")
+    return sorted(v)
+
+
+def defences_field() -> Any:
+    """The per-entry list of defences; ``defenses`` (American spelling) is accepted as well."""
+    return Field(default_factory=list, validation_alias=AliasChoices("defences", "defenses"))
+
+
+class DataConfig(Strict):
+    """Where the data comes from and how it is split."""
+
+    dataset: str | None = None
+    path: str | None = None
+    test_path: str | None = None
+    label_column: str | int = -1
+    input_shape: list[int] | None = None
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str | None) -> str | None:
+        from sparring.data import BUILTINS
+
+        return None if v is None else one_of(v, list(BUILTINS), "dataset")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> DataConfig:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of 'dataset' (a built-in name) or 'path' (a .npz or .csv file)")
+        if self.test_path is not None and self.path is None:
+            raise ValueError("'test_path' goes with 'path' (then 'path' is the training set and no split is made)")
+        if self.bounds[0] >= self.bounds[1]:
+            raise ValueError(f"bounds must be (low, high) with low < high, got {self.bounds}")
+        return self
+
+
+class ModelConfig(Strict):
+    """The target model: a zoo architecture trained here, or the user's own model."""
+
+    architecture: str | None = None
+    factory: str | None = None
+    weights: str | None = None
+    sklearn: str | None = None
+    onnx: str | None = None
+    onnx_output: Literal["logits", "probabilities"] = "logits"
+    trusted_types: list[str] = []
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, v: str | None) -> str | None:
+        from sparring.models import ARCHITECTURES
+
+        return None if v is None else one_of(v, list(ARCHITECTURES), "architecture")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        sources = [s for s in (self.architecture, self.factory, self.sklearn, self.onnx) if s is not None]
+        if len(sources) > 1:
+            raise ValueError("give at most one of 'architecture', 'factory', 'sklearn' or 'onnx'")
+        if self.weights is not None and self.factory is None:
+            raise ValueError("'weights' goes with 'factory' (a function that builds the module)")
+        return self
+
+    @property
+    def trains_here(self) -> bool:
+        """True when sparring trains the model (zoo architecture, or a factory without weights)."""
+        return self.sklearn is None and self.onnx is None and self.weights is None
+
+    @property
+    def zoo(self) -> bool:
+        """True when the model is a zoo architecture sparring trains (named, or the default)."""
+        return self.trains_here and self.factory is None
+
+
+class BaseConfig(Strict):
+    """What every assessment has: a title, a seed, the data and the model.
+
+    :mod:`sparring.assess.config` extends it with one list of entries per family, the
+    families' settings sections and the family-wide ``[defences]`` table.
+    """
+
+    title: str = "sparring assessment"
+    seed: int = 0
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+
+    def entries(self, key: str) -> list[BaseModel]:
+        """The ``[[key]]`` entries of a family (empty when the config has none)."""
+        value = getattr(self, key, None)
+        return list(value) if isinstance(value, list) else []
+
+    def section(self, name: str) -> BaseModel:
+        """A settings section such as ``[adversarial_training]``."""
+        value = getattr(self, name)
+        assert isinstance(value, BaseModel)
+        return value
+
+    def family_defences(self, key: str) -> list[str]:
+        """Defences the ``[defences]`` table lists for every entry of a family."""
+        table = getattr(self, "defences", None)
+        value = getattr(table, key, None) if table is not None else None
+        return list(value) if isinstance(value, list) else []
