@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from sparring.data import Dataset, Trigger
-from sparring.errors import ConfigError, InputError, check_positive_int
+from sparring.errors import ConfigError, InputError, check_nonnegative_int, check_positive_int
 from sparring.metrics import attack_success_rate, dataset_accuracy
 from sparring.models import TorchClassifier
 from sparring.params import Params
@@ -169,8 +169,7 @@ class FederatedConfig:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 0:
-            raise ConfigError(f"rounds must be an integer >= 0, got {self.rounds!r}")
+        check_nonnegative_int("rounds", self.rounds)
         check_positive_int("local_epochs", self.local_epochs)
         check_positive_int("batch_size", self.batch_size)
         if self.clients_per_round is not None:

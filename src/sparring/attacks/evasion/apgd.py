@@ -27,7 +27,14 @@ from torch.nn import functional as F
 
 from sparring.attacks.evasion.base import EvasionAttack, is_success
 from sparring.attacks.evasion.norms import Norm, get_norm
-from sparring.errors import ConfigError, check_fraction, check_nonnegative, check_positive_int, check_seed
+from sparring.errors import (
+    check_choice,
+    check_fraction,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive_int,
+    check_seed,
+)
 from sparring.models import Classifier
 from sparring.progress import bar
 
@@ -95,12 +102,8 @@ class APGD(EvasionAttack):
         self.norm = get_norm(norm)
         self.eps = check_nonnegative("eps", eps)
         self.steps = check_positive_int("steps", steps)
-        if loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        self.loss: Literal["ce", "dlr"] = loss
-        if isinstance(targeted_classes, bool) or not isinstance(targeted_classes, int) or targeted_classes < 0:
-            raise ConfigError(f"targeted_classes must be an integer >= 0, got {targeted_classes!r}")
-        self.targeted_classes = targeted_classes
+        self.loss: Literal["ce", "dlr"] = check_choice("loss", loss, LOSSES)  # type: ignore[assignment]
+        self.targeted_classes = check_nonnegative_int("targeted_classes", targeted_classes)
         self.restarts = check_positive_int("restarts", restarts)
         self.rho = check_fraction("rho", rho)
         self.batch_size = check_positive_int("batch_size", batch_size)

@@ -22,7 +22,14 @@ from torch.nn.utils import prune
 
 from sparring.data import Dataset
 from sparring.defenses.model.fine_tuning import RepairResult, check_repair_input, fine_tune, model_accuracy
-from sparring.errors import ConfigError, InputError, check_fraction, check_nonnegative, check_seed
+from sparring.errors import (
+    ConfigError,
+    InputError,
+    check_fraction,
+    check_nonnegative_int,
+    check_positive,
+    check_seed,
+)
 from sparring.models import Classifier, TorchClassifier, capture
 from sparring.params import Params
 
@@ -73,12 +80,8 @@ class FinePruning(Params):
         self.layer = layer
         self.max_prune_fraction = check_fraction("max_prune_fraction", max_prune_fraction)
         self.max_accuracy_drop = check_fraction("max_accuracy_drop", max_accuracy_drop)
-        if isinstance(fine_tune_epochs, bool) or not isinstance(fine_tune_epochs, int) or fine_tune_epochs < 0:
-            raise ConfigError(f"fine_tune_epochs must be an integer >= 0, got {fine_tune_epochs!r}")
-        self.fine_tune_epochs = fine_tune_epochs
-        if not check_nonnegative("lr", lr) > 0:
-            raise ConfigError(f"lr must be > 0, got {lr}")
-        self.lr = float(lr)
+        self.fine_tune_epochs = check_nonnegative_int("fine_tune_epochs", fine_tune_epochs)
+        self.lr = check_positive("lr", lr)
         self.seed = check_seed(seed)
 
     def repair(self, classifier: Classifier, clean: Dataset) -> FinePruningResult:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from sparring.data import Dataset
-from sparring.errors import ConfigError, InputError, check_nonnegative, check_positive_int, check_seed
+from sparring.errors import InputError, check_positive, check_positive_int, check_seed
 from sparring.models import Access, Classifier, TorchClassifier
 from sparring.params import Params
 from sparring.train import TrainConfig, fit
@@ -88,9 +88,7 @@ class FineTuning(Params):
 
     def __init__(self, epochs: int = 10, lr: float = 3e-3, batch_size: int = 64, seed: int = 0) -> None:
         self.epochs = check_positive_int("epochs", epochs)
-        if not check_nonnegative("lr", lr) > 0:
-            raise ConfigError(f"lr must be > 0, got {lr}")
-        self.lr = float(lr)
+        self.lr = check_positive("lr", lr)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.seed = check_seed(seed)
 

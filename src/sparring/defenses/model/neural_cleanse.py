@@ -32,7 +32,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparring.data import Dataset, Trigger
-from sparring.errors import ConfigError, InputError, check_fraction, check_nonnegative, check_positive_int, check_seed
+from sparring.errors import (
+    ConfigError,
+    InputError,
+    check_choice,
+    check_fraction,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
 from sparring.models import Access, Classifier, TorchClassifier
 from sparring.params import Params
 from sparring.progress import bar
@@ -150,18 +160,12 @@ class NeuralCleanse(Params):
         progress: bool | None = None,
     ) -> None:
         self.steps = check_positive_int("steps", steps)
-        if not check_nonnegative("lr", lr) > 0:
-            raise ConfigError(f"lr must be a finite number > 0, got {lr}")
-        self.lr = float(lr)
+        self.lr = check_positive("lr", lr)
         self.init_cost = check_nonnegative("init_cost", init_cost)
-        if regulariser not in REGULARISERS:
-            raise ConfigError(f"regulariser must be one of {', '.join(REGULARISERS)}, got {regulariser!r}")
-        self.regulariser = regulariser
+        self.regulariser = check_choice("regulariser", regulariser, REGULARISERS)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.samples = check_positive_int("samples", samples)
-        if not check_nonnegative("threshold", threshold) > 0:
-            raise ConfigError(f"threshold must be a finite number > 0, got {threshold}")
-        self.threshold = float(threshold)
+        self.threshold = check_positive("threshold", threshold)
         if not 0.0 < float(success_threshold) <= 1.0:
             raise ConfigError(f"success_threshold must be in (0, 1], got {success_threshold}")
         self.success_threshold = float(success_threshold)
@@ -178,12 +182,8 @@ class NeuralCleanse(Params):
             )
         self.tabor_weights = tuple(check_nonnegative("tabor_weights", w) for w in weights)
         self.unlearn_fraction = check_fraction("unlearn_fraction", unlearn_fraction)
-        if isinstance(unlearn_epochs, bool) or not isinstance(unlearn_epochs, int) or unlearn_epochs < 0:
-            raise ConfigError(f"unlearn_epochs must be an integer >= 0, got {unlearn_epochs!r}")
-        self.unlearn_epochs = unlearn_epochs
-        if not check_nonnegative("unlearn_lr", unlearn_lr) > 0:
-            raise ConfigError(f"unlearn_lr must be a finite number > 0, got {unlearn_lr}")
-        self.unlearn_lr = float(unlearn_lr)
+        self.unlearn_epochs = check_nonnegative_int("unlearn_epochs", unlearn_epochs)
+        self.unlearn_lr = check_positive("unlearn_lr", unlearn_lr)
         self.seed = check_seed(seed)
         self.progress = progress
 
