@@ -710,7 +710,7 @@ class BackdoorFamily(Family[BackdoorSpec, BackdoorResult]):
                 f"{entry.attack} stamps a patch trigger on images [C, H, W]; the data is not image-shaped"
             )
 
-    def artefacts(self, ctx: Context, sc: Scenario) -> list[Any]:
+    def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         return [victim_artefact(ctx, sc)]
 
     def run(self, ctx: Context, sc: Scenario) -> BackdoorResult:

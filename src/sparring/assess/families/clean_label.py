@@ -206,10 +206,10 @@ class CleanLabelFamily(Family[CleanLabelSpec, CleanLabelScenarioResult]):
             if c >= k:
                 raise ConfigError(f"clean_label[{index}].{name}: class {c} does not exist (the data has {k})")
 
-    def artefacts(self, ctx: Context, sc: Scenario) -> list[Any]:
+    def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         cl = sc.spec
         assert isinstance(cl, CleanLabelSpec)
-        out: list[Any] = [setup_artefact(ctx, cl.teacher_fraction), control_artefact(ctx, cl)]
+        out: list[Artefact[Any]] = [setup_artefact(ctx, cl.teacher_fraction), control_artefact(ctx, cl)]
         if cl.knowledge == "gray_box":
             out.append(surrogates_artefact(ctx, cl))
         return out

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from sparring.assess.context import Context, model_artefact
+from sparring.assess.context import Artefact, Context, model_artefact
 from sparring.assess.family import (
     TEST_INTEGRITY,
     CostRow,
@@ -55,7 +55,15 @@ from sparring.defenses.inference import TRANSFORMS, FeatureSqueezing, parse_tran
 from sparring.defenses.training import AdversarialTraining
 from sparring.errors import ConfigError
 from sparring.metrics import accuracy
-from sparring.models import ARCHITECTURES, Access, Classifier, TransformedClassifier, build, describe_access
+from sparring.models import (
+    ARCHITECTURES,
+    Access,
+    Classifier,
+    TorchClassifier,
+    TransformedClassifier,
+    build,
+    describe_access,
+)
 from sparring.train import fit
 
 #: Samples used by the classifier-based sanity checks (gradients, randomness, large eps).
@@ -328,7 +336,7 @@ def _adversarially_trained(ctx: Context) -> tuple[nn.Module, float]:
     return result.model, result.seconds
 
 
-def trained_defence(ctx: Context, defence: str) -> Any:
+def trained_defence(ctx: Context, defence: str) -> Artefact[tuple[TorchClassifier, float]]:
     """The artefact of a model a training defence retrains."""
     section = "adversarial_training" if defence == "adversarial_training" else "generalisation"
     settings = ctx.config.section(section).model_dump()
@@ -338,7 +346,7 @@ def trained_defence(ctx: Context, defence: str) -> Any:
     return model_artefact(defence, settings, lambda: _train_with(ctx, defence), build_fn)
 
 
-def surrogate_artefact(ctx: Context, ev: EvasionSpec) -> Any:
+def surrogate_artefact(ctx: Context, ev: EvasionSpec) -> Artefact[tuple[TorchClassifier, float]]:
     """The transfer attack's surrogate: another zoo architecture trained on the same data (seed + 1)."""
     arch = ev.surrogate or ("mlp" if ctx.model_name == "small_cnn" else "small_cnn")
     if len(ctx.data.input_shape) != 3 and arch == "small_cnn":
@@ -874,10 +882,10 @@ class EvasionFamily(Family[EvasionSpec, EvasionCurveResult]):
                 for s in fs.squeezers or []:
                     TRANSFORMS.build(s).check_input_shape(ctx.data.input_shape)
 
-    def artefacts(self, ctx: Context, sc: Scenario) -> list[Any]:
+    def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         ev = sc.spec
         assert isinstance(ev, EvasionSpec)
-        out = []
+        out: list[Artefact[Any]] = []
         if sc.defence is not None and self.defence_kind(sc.defence) == "training":
             out.append(trained_defence(ctx, sc.defence))
         if ev.attack == "transfer":

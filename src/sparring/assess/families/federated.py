@@ -300,7 +300,7 @@ class FederatedFamily(Family[FederatedSpec, FederatedScenarioResult]):
                 "federated model_replacement stamps a patch trigger on images [C, H, W]; the data is not image-shaped"
             )
 
-    def artefacts(self, ctx: Context, sc: Scenario) -> list[Any]:
+    def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         out = [warmup_artefact(ctx, sc), run_artefact(ctx, sc, None, False), run_artefact(ctx, sc, None, True)]
         if sc.defence is not None:
             out += [run_artefact(ctx, sc, sc.defence, True), run_artefact(ctx, sc, sc.defence, False)]

@@ -16,27 +16,28 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, field_validator
+from torch import Tensor
 
 from sparring.assess.artefacts import load_tensors, save_json, save_tensors
 from sparring.assess.context import Artefact, Context
 from sparring.assess.families.evasion import (
     RULE,
     EvasionCurveResult,
-    EvasionPoint,
     curve_cost,
     curve_figures,
     curves_html,
     evaluation_set,
+    points_of,
     rate_curve,
 )
 from sparring.assess.family import TEST_INTEGRITY, CostRow, Defences, Family, Rating, Scenario
 from sparring.assess.spec import Strict, defences_field, listify, parses, sorted_nonnegative
-from sparring.attacks.evasion import PGD, EvasionAttack, InternalMimicry, Transfer
+from sparring.attacks.evasion import PGD, EvasionAttack, EvasionResult, InternalMimicry, Transfer, security_curve
 from sparring.defenses.training.dissimilarity import TeacherDissimilarity
 from sparring.metrics import accuracy
 from sparring.models import Access, TorchClassifier
@@ -121,6 +122,7 @@ def entry_setup(ctx: Context, tl: TransferLearningSpec) -> Artefact[TransferSetu
 
 
 def _attack(tl: TransferLearningSpec, s: TransferSetup, eps: float, seed: int) -> EvasionAttack:
+    """The entry's attack at ``eps``, crafted on the teacher."""
     if tl.attack == "mimicry":
         return InternalMimicry(s.teacher, s.layer, s.teacher_data, norm=tl.norm, eps=eps, steps=tl.steps, seed=seed)
     return Transfer(s.teacher, PGD(norm=tl.norm, eps=eps, steps=tl.steps, seed=seed))
@@ -162,7 +164,7 @@ class TransferLearningFamily(Family[TransferLearningSpec, EvasionCurveResult]):
                 "transfer_learning trains a zoo teacher and student: [model] needs 'architecture' (or nothing)"
             )
 
-    def artefacts(self, ctx: Context, sc: Scenario) -> list[Any]:
+    def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         tl = sc.spec
         assert isinstance(tl, TransferLearningSpec)
         return [entry_setup(ctx, tl)]
@@ -192,26 +194,18 @@ class TransferLearningFamily(Family[TransferLearningSpec, EvasionCurveResult]):
         view = student.restrict(Access.LABELS)  # the attacker only ever sees the student's labels
         clean = accuracy(student, test.x, test.y)
         target = (test.y + 1) % ctx.data.num_classes if tl.attack == "mimicry" else None
-        broken_at = torch.full((len(test),), -1, dtype=torch.long)
-        points = []
-        for i, eps in enumerate(tl.eps):
-            ctx.log(f"    {tl.attack} on the teacher, eps={eps:g}, {len(test)} samples tried on the {model}")
-            attack = _attack(tl, s, eps, seed)
-            result = attack.run(view, test.x, test.y, target)
-            wrong = view.predict_labels(result.x_adv) != test.y
-            broken_at[(broken_at < 0) & wrong] = i
-            points.append(
-                EvasionPoint(
-                    eps=eps,
-                    robust_accuracy=float((broken_at < 0).float().mean()),
-                    attack_robust_accuracy=1.0 - float(wrong.float().mean()),
-                    transfer_success_rate=result.success_rate,
-                    seconds=result.seconds,
-                    queries=result.queries,
-                    median_norm=float(result.norms.median()) if len(test) else 0.0,
-                    surrogate_success_rate=attack.run_details().get("surrogate_success_rate"),
-                )
-            )
+        own: list[float] = []  # the attack's own success (targeted for mimicry) at each eps
+
+        def misclassified(result: EvasionResult) -> Tensor:
+            own.append(result.success_rate)
+            return view.predict_labels(result.x_adv) != test.y
+
+        ctx.log(f"    {tl.attack} on the teacher, {len(test)} samples tried on the {model}")
+        attack_at = partial(_attack, tl, s, seed=seed)
+        curve = security_curve(attack_at, view, test.x, test.y, tl.eps, target=target, judge=misclassified)
+        points = points_of(curve)
+        for point, rate in zip(points, own, strict=True):
+            point.transfer_success_rate = rate
         return EvasionCurveResult(
             kind=self.key,
             attack=f"teacher-{tl.attack}",
@@ -229,7 +223,7 @@ class TransferLearningFamily(Family[TransferLearningSpec, EvasionCurveResult]):
             targeted=tl.attack == "mimicry",
             points=points,
             sample_index=idx.tolist(),
-            broken_at=broken_at.tolist(),
+            broken_at=curve.broken_at.tolist(),
         )
 
     def rate(self, result: EvasionCurveResult) -> Rating:
