@@ -170,7 +170,9 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` on ``data`` with cross-entropy (plus ``penalty``); returns it in eval mode.
 
-    Batches are shuffled by a generator seeded from ``config.seed``, so a run repeats.
+    Batches are shuffled by a generator seeded from ``config.seed``, and layers that draw from
+    torch's global generator (dropout) draw from one seeded from it too (the caller's global
+    state is left as it was), so a run repeats whatever ran before it.
     ``penalty(model, x, y, logits)``, called in training mode right after the forward pass,
     returns a scalar added to each batch's loss (the recorded losses include it).
     ``config.augment`` augments each batch (with its own generator seeded from
@@ -208,37 +210,41 @@ def fit(
     losses: list[float] = []
     start = time.perf_counter()
     n = len(data)
-    for _epoch in bar(range(cfg.epochs), desc, total=cfg.epochs, enabled=cfg.progress):
-        order = torch.randperm(n, generator=g)
-        total = 0.0
-        for idx in order.split(cfg.batch_size):
-            xb, yb = data.x[idx], data.y[idx]
-            if cfg.augment is not None:
-                xb = augment_batch(xb, cfg.augment, aug_g, data_range)
-            if transform is not None:
-                model.eval()
-                xb = transform(model, xb, yb).detach()
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            if cfg.mix is None and weights is None:
-                logits = model(xb)
-                loss = loss_fn(logits, yb)
-            else:
-                wb = torch.ones(len(idx)) if weights is None else weights[idx]
-                partner, lam = torch.arange(len(idx)), 1.0
-                if cfg.mix is not None:
-                    xb, partner, lam = mix_batch(xb, cfg.mix, mix_g, mix_rng)
-                logits = model(xb)
-                losses_b = lam * wb * per_sample(logits, yb)
-                if lam < 1.0:
-                    losses_b = losses_b + (1.0 - lam) * wb[partner] * per_sample(logits, yb[partner])
-                loss = losses_b.mean()
-            if penalty is not None:
-                loss = loss + penalty(model, xb, yb, logits)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / n)
+    # Layers that draw from torch's global generator (dropout) draw from one seeded from the
+    # config, so a model trains the same whatever ran before it in the process.
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed + 3)
+        for _epoch in bar(range(cfg.epochs), desc, total=cfg.epochs, enabled=cfg.progress):
+            order = torch.randperm(n, generator=g)
+            total = 0.0
+            for idx in order.split(cfg.batch_size):
+                xb, yb = data.x[idx], data.y[idx]
+                if cfg.augment is not None:
+                    xb = augment_batch(xb, cfg.augment, aug_g, data_range)
+                if transform is not None:
+                    model.eval()
+                    xb = transform(model, xb, yb).detach()
+                model.train()
+                opt.zero_grad(set_to_none=True)
+                if cfg.mix is None and weights is None:
+                    logits = model(xb)
+                    loss = loss_fn(logits, yb)
+                else:
+                    wb = torch.ones(len(idx)) if weights is None else weights[idx]
+                    partner, lam = torch.arange(len(idx)), 1.0
+                    if cfg.mix is not None:
+                        xb, partner, lam = mix_batch(xb, cfg.mix, mix_g, mix_rng)
+                    logits = model(xb)
+                    losses_b = lam * wb * per_sample(logits, yb)
+                    if lam < 1.0:
+                        losses_b = losses_b + (1.0 - lam) * wb[partner] * per_sample(logits, yb[partner])
+                    loss = losses_b.mean()
+                if penalty is not None:
+                    loss = loss + penalty(model, xb, yb, logits)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            losses.append(total / n)
     opt.zero_grad(set_to_none=True)  # leave no stale gradients on the returned model
     model.eval()
     return TrainResult(model, time.perf_counter() - start, losses)
