@@ -50,6 +50,12 @@ class Norm(ABC):
     def __repr__(self) -> str:
         return self.name
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Norm) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
 
 class Linf(Norm):
     """The L-infinity ball (a box)."""
