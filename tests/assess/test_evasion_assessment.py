@@ -111,7 +111,7 @@ def test_black_box_attacks_on_sklearn_and_onnx_models(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="pgd needs gradients access"):
         assess(parse_config({**base, "evasion": [{"attack": "pgd", "eps": 0.1}]}), tmp_path / "no", log=quiet)
     cfg = parse_config(
-        {**base, "evasion": [{"attack": "hopskipjump", "norm": "l2", "eps": [0.5], "max_queries": 150, "samples": 20}]}
+        {**base, "evasion": [{"attack": "hopskipjump", "norm": "l2", "eps": [0.5], "max_queries": 300, "samples": 30}]}
     )
     rep, _ = assess(cfg, tmp_path / "gb", log=quiet)
     assert rep["figures"]["evasion.hopskipjump-l2.robust_accuracy@0.5"] < rep["model"]["clean_accuracy"]
@@ -139,7 +139,7 @@ def test_white_box_attacks_and_the_ensemble_from_a_config(tmp_path: Path) -> Non
             "model": {"architecture": "mlp", "epochs": 10},
             "evasion": [
                 {"attack": "pgd", "eps": [0.1], "steps": 10, "samples": 40},
-                {"attack": "apgd", "eps": [0.1], "steps": 10, "samples": 40},
+                {"attack": "apgd", "eps": [0.1], "steps": 10, "samples": 100},
                 {"attack": "cw-l2", "norm": "l2", "eps": [1.0], "steps": 30, "samples": 40},
                 {"attack": "autoattack", "version": "fast", "eps": [0.1], "samples": 40, "sanity_checks": False},
             ],
