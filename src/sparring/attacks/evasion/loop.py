@@ -84,6 +84,7 @@ def gradient_loop(
     success = torch.zeros(n, dtype=torch.bool)
     best = torch.full((n,), -torch.inf)
     active = torch.arange(n)
+    tracked = False  # whether the objective gives a quality (keep the best iterate)
     size = step_size if callable(step_size) else (lambda _step: float(step_size))
     per_sample_eps = isinstance(eps, Tensor) and eps.dim() > 0
     for k in bar(range(steps + 1), desc or "gradient loop", total=steps + 1, enabled=progress if desc else False):
@@ -92,32 +93,50 @@ def gradient_loop(
             return LoopResult(xk, success, best)
         still: list[Tensor] = []
         for idx in active.split(batch_size):
-            xa = xk[idx].requires_grad_(not last)
+            rows = _rows(idx)
+            xa = xk[rows].clone().requires_grad_(not last)
             with torch.set_grad_enabled(not last):
                 s = objective(xa, idx, k)
             done = s.success.detach()
             if s.quality is None:
-                update = done | ~success[idx]  # the newest iterate, unless it would undo a success
+                # Keep each success as it happens; a sample that never succeeds ends on its
+                # final iterate (copied once, after the loop).
+                out[idx[done]] = xa.detach()[done]
             else:
+                tracked = True
                 q = s.quality.detach()
-                update = q > best[idx]
+                update = q > best[rows]
                 best[idx[update]] = q[update]
-            out[idx[update]] = xa.detach()[update]
+                out[idx[update]] = xa.detach()[update]
             success[idx[done]] = True
             if last:
                 continue
-            keep = ~done if early_stop else torch.ones_like(done)
-            if not bool(keep.any()):
+            everyone = not early_stop or not bool(done.any())
+            keep = None if everyone else ~done
+            if keep is not None and not bool(keep.any()):
                 continue
-            moving = idx[keep]
-            (grad,) = torch.autograd.grad(s.loss[keep].sum(), xa)
+            moving = idx if keep is None else idx[keep]
+            loss = s.loss if keep is None else s.loss[keep]
+            (grad,) = torch.autograd.grad(loss.sum(), xa)
             with torch.no_grad():
-                x0 = x[moving]
+                at = rows if keep is None else moving
+                x0 = x[at]
                 e = eps[moving] if per_sample_eps else eps  # type: ignore[index]
-                stepped = xk[moving] + size(k) * norm.direction(grad[keep])
-                xk[moving] = (x0 + norm.project(stepped - x0, e)).clamp(lo, hi)
+                g = grad if keep is None else grad[keep]
+                stepped = xk[at] + size(k) * norm.direction(g)
+                xk[at] = (x0 + norm.project(stepped - x0, e)).clamp(lo, hi)
             still.append(moving)
         if last or not still:
             break
         active = torch.cat(still)
+    if not tracked:
+        never = ~success
+        out[never] = xk[never]
     return LoopResult(out, success, best)
+
+
+def _rows(idx: Tensor) -> Tensor | slice:
+    """``idx`` as a slice when it is a run of consecutive rows (a view: no gather, writes in place)."""
+    if len(idx) and int(idx[-1]) - int(idx[0]) == len(idx) - 1 and bool((idx.diff() == 1).all()):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
