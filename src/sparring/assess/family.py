@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, model_serializer
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
-from sparring.errors import ConfigError, SparringError
+from sparring.errors import ConfigError
 from sparring.params import Registry
 from sparring.specs import spec_name
 
@@ -374,8 +374,3 @@ class Family(ABC, Generic[S, R]):
 
     def __repr__(self) -> str:
         return f"<family {self.key}>"
-
-
-def as_config_error(e: SparringError) -> ConfigError:
-    """A library error reworded as a config error (one line)."""
-    return e if isinstance(e, ConfigError) else ConfigError(str(e))
