@@ -127,7 +127,8 @@ def setup() -> tuple[list[Dataset], Dataset]:
     return split_clients(train, 5, "iid", seed=0), test
 
 
-CFG = FederatedConfig(rounds=3, local_epochs=1, lr=0.1, batch_size=32, progress=False)
+# 5 rounds: after 3 the accuracy gain was 0.35-0.59 over seeds 0-7 (against the asserted 0.4), after 5 0.62-0.73.
+CFG = FederatedConfig(rounds=5, local_epochs=1, lr=0.1, batch_size=32, progress=False)
 
 
 def mlp() -> nn.Module:
@@ -138,9 +139,9 @@ def test_fedavg_learns_and_repeats(setup: tuple[list[Dataset], Dataset]) -> None
     clients, test = setup
     res = run_fedavg(mlp, clients, CFG, evaluate=evaluator(test), seed=0)
     acc = [h["accuracy"] for h in res.history]
-    assert [int(h["round"]) for h in res.history] == [0, 1, 2, 3]
+    assert [int(h["round"]) for h in res.history] == list(range(6))
     assert acc[0] < 0.3 and acc[-1] > acc[0] + 0.4
-    assert res.at(3)["accuracy"] == acc[-1] and res.seconds > 0
+    assert res.at(5)["accuracy"] == acc[-1] and res.seconds > 0
     again = run_fedavg(mlp, clients, CFG, seed=0)
     assert torch.equal(flat_weights(res.model), flat_weights(again.model))
 

@@ -59,7 +59,9 @@ def test_augmentation_repeats_and_helps_on_augmented_inputs(digits_split: tuple[
 
     train, test = digits_split
     small = train.take(400, seed=0)
-    plain = fit(build("mlp", small.input_shape, 10, seed=1), small, TrainConfig(epochs=15, seed=3, progress=False))
+    # 30 epochs: at 15 the shift-augmented model was still learning and its gain on shifted inputs
+    # was -0.02 to +0.12 over seeds 0-7 (against the asserted 0.05); at 30 it is 0.21-0.24.
+    plain = fit(build("mlp", small.input_shape, 10, seed=1), small, TrainConfig(epochs=30, seed=3, progress=False))
     plain_clf = TorchClassifier(plain.model, small.input_shape, 10)
     for spec in ("noise:0.1", "shift:1"):
         seen: list[Tensor] = []
@@ -68,7 +70,7 @@ def test_augmentation_repeats_and_helps_on_augmented_inputs(digits_split: tuple[
             seen.append(x)
             return x
 
-        cfg = TrainConfig(epochs=15, seed=3, augment=spec, progress=False)
+        cfg = TrainConfig(epochs=30, seed=3, augment=spec, progress=False)
         a = fit(build("mlp", small.input_shape, 10, seed=1), small, cfg, hook)
         b = fit(build("mlp", small.input_shape, 10, seed=1), small, cfg)
         assert a.losses == b.losses  # seeded

@@ -20,8 +20,9 @@ def poisoned(digits_split: tuple[Dataset, Dataset]) -> PoisonedDataset:
 
 @pytest.fixture(scope="module")
 def backdoored(poisoned: PoisonedDataset) -> TorchClassifier:
+    # 15 epochs: at 10 the 2x2 trigger was learnt to ASR 0.93-1.0 over seeds 0-7, at 15 to 0.98-1.0.
     model = build("small_cnn", poisoned.input_shape, 10, seed=0)
-    fit(model, poisoned, TrainConfig(epochs=10, progress=False))
+    fit(model, poisoned, TrainConfig(epochs=15, progress=False))
     return TorchClassifier(model, poisoned.input_shape, 10)
 
 
@@ -110,8 +111,10 @@ def test_all_to_all_backdoor_is_learnt(
     digits_split: tuple[Dataset, Dataset], digits_cnn: TorchClassifier, poisoned_all: PoisonedDataset
 ) -> None:
     test = digits_split[1]
+    # 15 epochs: at 10 the all-to-all model was still learning (over seeds 0-7 ASR 0.54-0.74 and clean
+    # accuracy up to 0.044 under the clean model's); at 15 ASR is 0.79-0.88, accuracy within 0.014.
     model = build("small_cnn", poisoned_all.input_shape, 10, seed=0)
-    fit(model, poisoned_all, TrainConfig(epochs=10, progress=False))
+    fit(model, poisoned_all, TrainConfig(epochs=15, progress=False))
     backdoored = TorchClassifier(model, poisoned_all.input_shape, 10)
     assert poisoned_all.trigger is not None
     targets = poisoned_all.target_of(test.y)

@@ -10,7 +10,10 @@ from sparring.metrics import attack_success_rate, dataset_accuracy
 from sparring.models import TorchClassifier, build
 from sparring.train import TrainConfig, fit
 
-ATTACK = Blended(target=3, poison_fraction=0.1, alpha=0.1, seed=1)
+# alpha 0.2 (a faint blend still): at 0.1 the 20-epoch model learnt the trigger on only some seeds
+# (ASR 0.15-1.0 over seeds 0-7); at 0.2 it does on every one (ASR 0.95-1.0, clean models <= 0.02).
+ALPHA = 0.2
+ATTACK = Blended(target=3, poison_fraction=0.1, alpha=ALPHA, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +33,9 @@ def test_poisons_exactly_the_requested_samples(
     assert torch.equal(poisoned.y[~mask], train.y[~mask])
     assert torch.equal(poisoned.x[~mask], train.x[~mask])
     assert poisoned.target == 3 and poisoned.trigger is not None
-    assert torch.allclose(poisoned.x[mask], 0.9 * train.x[mask] + 0.1 * poisoned.trigger.pattern)
+    assert torch.allclose(poisoned.x[mask], (1 - ALPHA) * train.x[mask] + ALPHA * poisoned.trigger.pattern)
     # the blend is faint: every pixel moves by at most alpha
-    assert float((poisoned.x[mask] - train.x[mask]).abs().max()) <= 0.1 + 1e-6
+    assert float((poisoned.x[mask] - train.x[mask]).abs().max()) <= ALPHA + 1e-6
 
 
 def test_trigger_is_seeded_full_image_noise() -> None:

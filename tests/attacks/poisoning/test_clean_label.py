@@ -34,14 +34,32 @@ def control(setup: TransferSetup) -> CleanLabelResult:
     return evaluate_clean_label(None, setup, progress=False, **COMMON)  # type: ignore[arg-type]
 
 
-def test_bullseye_white_box_frozen_beats_control(setup: TransferSetup, control: CleanLabelResult) -> None:
+def test_bullseye_white_box_frozen_centres_the_poisons_on_the_target(
+    setup: TransferSetup, control: CleanLabelResult
+) -> None:
+    """Bullseye Polytope on the teacher's features (white box) against a frozen victim.
+
+    Asserted: the poisons stay within eps, their feature centre lands on average under half as far
+    from the target as the bases' centre (measured 0.30), and the poisoned victims keep their clean
+    accuracy. Not asserted: more successes than the control (clean bases). The attack is weak on 8x8
+    digits (benchmarks/README.md): 0-1 of 5 targets over seeds 0-7, no better than the control at 4
+    of them, and with 20 poisons and 20 targets 1-8 successes, still under 2 std above the control's 0.
+    """
     attack = BullseyePolytope(n_poisons=K, eps=EPS, steps=100, lr=0.02)
     result = evaluate_clean_label(attack, setup, progress=False, **COMMON)  # type: ignore[arg-type]
     assert torch.equal(result.target_index, control.target_index)
     assert torch.equal(result.base_index, control.base_index)
-    assert int(result.success.sum()) > int(control.success.sum())
     assert result.max_linf <= EPS + 1e-6
     assert abs(result.clean_accuracy_after - result.clean_accuracy_before) < 0.05
+    f = layer_features(setup.teacher.model, setup.layer)
+    ratios = []
+    for target, bases in zip(result.target_index, result.base_index, strict=True):
+        t_x, b_x = setup.test.x[target], setup.teacher_data.x[bases]
+        poisons = attack.craft([f], t_x, b_x)
+        with torch.no_grad():
+            t = f(t_x[None])[0]
+            ratios.append(float((f(poisons).mean(0) - t).norm() / (f(b_x).mean(0) - t).norm()))
+    assert sum(ratios) / len(ratios) < 0.5
 
 
 @pytest.mark.parametrize("cls", [FeatureCollision, ConvexPolytope, BullseyePolytope])

@@ -56,7 +56,11 @@ def control(federation: tuple[list[Dataset], Dataset, nn.Module]) -> FederatedRe
 def test_model_replacement_implants_the_backdoor(
     federation: tuple[list[Dataset], Dataset, nn.Module], control: FederatedResult
 ) -> None:
-    attacker = ModelReplacementClient(TRIGGER, target=0, attack_round=1, poison_fraction=0.3, epochs=10, seed=0)
+    # lr 0.02 for the attacker's own training (the round's 0.1 by default): with 0.1 the boosted
+    # model's accuracy fell to 0.28-0.92 over seeds 0-7; with 0.02 it stays 0.80-0.90, ASR unchanged.
+    attacker = ModelReplacementClient(
+        TRIGGER, target=0, attack_round=1, poison_fraction=0.3, epochs=10, lr=0.02, seed=0
+    )
     res = run(federation, {3: attacker})
     assert control.at(1)["asr"] < 0.1
     assert res.at(1)["asr"] > 0.8
@@ -110,7 +114,8 @@ def test_label_flip_clients_hurt_the_flipped_class(
     federation: tuple[list[Dataset], Dataset, nn.Module], control: FederatedResult
 ) -> None:
     clients, test, _ = federation
-    flips = {k: LabelFlipClient(fraction=1.0, source=1, target=7, scale=3.0, seed=k) for k in range(4)}
+    # scale 5: at 3 the four flippers left the 1s' recall at 0.0-0.67 over seeds 0-7; at 5 it is 0.
+    flips = {k: LabelFlipClient(fraction=1.0, source=1, target=7, scale=5.0, seed=k) for k in range(4)}
     res = run(federation, flips)  # type: ignore[arg-type]
     ones = test.y == 1
 

@@ -104,7 +104,9 @@ def test_loss_flip_hurts_more_than_random_flips(digits_split: tuple[Dataset, Dat
     train, test = digits_split
     cfg = TrainConfig(epochs=10, progress=False)
     accs = []
-    for attack in (RandomLabelFlip(fraction=0.3, seed=0), LossLabelFlip(fraction=0.3, seed=0)):
+    # 40 % flips: at 30 % the gap to random flips was 0.10 +- 0.04 over seeds 0-7 (half below the
+    # asserted 0.1); at 40 % it is 0.31 +- 0.05.
+    for attack in (RandomLabelFlip(fraction=0.4, seed=0), LossLabelFlip(fraction=0.4, seed=0)):
         model = fit(build("mlp", train.input_shape, 10, seed=0), attack.poison(train), cfg).model
         accs.append(dataset_accuracy(TorchClassifier(model, train.input_shape, 10), test))
     assert accs[1] <= accs[0] - 0.1

@@ -13,7 +13,9 @@ from sparring.errors import ConfigError, InputError
 @pytest.fixture(scope="module")
 def result(digits_split: tuple[Dataset, Dataset]) -> TeacherBackdoorResult:
     attack = BadNets(target=0, poison_fraction=0.1, patch_size=3, seed=0)
-    return TeacherBackdoor(attack, teacher_epochs=8, student_epochs=4, seed=0).run(*digits_split)
+    # student_epochs 8: after 4 the frozen student's head was still learning (accuracy 0.73-0.86
+    # over seeds 0-7, against the asserted 0.8); after 8 it is 0.91-0.93.
+    return TeacherBackdoor(attack, teacher_epochs=8, student_epochs=8, seed=0).run(*digits_split)
 
 
 def test_teacher_carries_the_backdoor(result: TeacherBackdoorResult) -> None:

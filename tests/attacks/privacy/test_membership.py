@@ -32,16 +32,18 @@ class RandomScores(Classifier):
         return torch.softmax(3 * torch.randn(len(x), 10, generator=self.generator), dim=1)
 
 
+# A more overfit target than 150 members for 60 epochs at lr 1e-3, whose loss-attack AUC (0.58-0.63
+# over seeds 0-7) sat on the asserted 0.58: 100 members for 200 epochs at lr 3e-3 give 0.63-0.72.
 @pytest.fixture(scope="module")
 def split() -> tuple[Dataset, Dataset]:
     members, non_members = digits().split(0.5, seed=0)
-    return members.take(150, seed=0), non_members
+    return members.take(100, seed=0), non_members
 
 
 @pytest.fixture(scope="module")
 def overfit(split: tuple[Dataset, Dataset]) -> TorchClassifier:
     model = build("mlp", (1, 8, 8), 10, seed=0)
-    fit(model, split[0], TrainConfig(epochs=60, seed=0, progress=False))
+    fit(model, split[0], TrainConfig(epochs=200, lr=3e-3, seed=0, progress=False))
     return TorchClassifier(model, (1, 8, 8), 10)
 
 

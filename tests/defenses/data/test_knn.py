@@ -54,7 +54,9 @@ def test_retraining_on_what_is_kept_cleans_the_labels_at_no_utility_cost(
     # costs no accuracy, not that it wins accuracy back.
     test = digits_split[1]
     before = accuracy(victim, test.x, test.y)
-    result = sanitise_and_retrain(KNNLabelConsistency(), flipped, victim, _build, CONFIG, max_passes=1)
+    # threshold 0.4 (flag a sample once another label wins 40 % of its neighbours' votes, not 50 %): at
+    # 0.5 the kept labels' noise (0.003-0.016 over seeds 0-7) came close to the asserted 0.02; at 0.4 <= 0.008.
+    result = sanitise_and_retrain(KNNLabelConsistency(threshold=0.4), flipped, victim, _build, CONFIG, max_passes=1)
     kept = ~result.flagged
     noise = float((flipped.y[kept] != flipped.original_y[kept]).float().mean())
     assert noise <= 0.02

@@ -15,11 +15,14 @@ from sparring.models import Access, TorchClassifier, build
 from sparring.train import TrainConfig, fit
 
 # BadNets puts 5 % of the digits training set (a third of class 0) in the target class. The
-# small CNN's first convolution sees the 3x3 trigger directly and separates it; its
-# penultimate layer does not on this little data (see the module docstring).
+# small CNN's first convolution sees the trigger directly and separates it; its penultimate
+# layer does not on this little data (see the module docstring). A 5x5 patch and class_ratio
+# 1.75: with a 3x3 patch and 1.5 the clean classes' top-eigenvalue ratios (up to 1.58 x the
+# median over seeds 0-7) reached the rule, and the target's (1.63-2.24 x) came close to it;
+# with 5x5 the target's is 2.48-3.70 x and 1.75 sits between the two.
 CONFIG = TrainConfig(epochs=10, progress=False)
-ATTACK = BadNets(target=0, poison_fraction=0.05, seed=0)
-TUNED = SpectralSignatures(layer="conv1", epsilon=1 / 3, class_ratio=1.5)
+ATTACK = BadNets(target=0, poison_fraction=0.05, patch_size=5, seed=0)
+TUNED = SpectralSignatures(layer="conv1", epsilon=1 / 3, class_ratio=1.75)
 
 
 def _build() -> nn.Module:

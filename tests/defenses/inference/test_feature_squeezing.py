@@ -10,8 +10,10 @@ from sparring.errors import AccessError, ConfigError, InputError
 from sparring.models import Access, TorchClassifier
 
 # 8x8 digits are too small for Xu et al.'s MNIST squeezers (a 2x2 median and 1-bit depth
-# change clean predictions as much as adversarial ones); 2-bit depth and JPEG 50 suit them.
-SQUEEZERS = ("bit_depth:2", "jpeg:50")
+# change clean predictions as much as adversarial ones); 2-bit depth and JPEG 25 suit them.
+# (JPEG 25 rather than 50: with 50 the detector-aware attack's lead over plain PGD's undetected
+# successes, asserted > 0.4, was 0.62 +- 0.10 over seeds 0-7; with 25 it is 0.65 +- 0.07 over 0-15.)
+SQUEEZERS = ("bit_depth:2", "jpeg:25")
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +24,30 @@ def parts(digits_split: tuple[Dataset, Dataset]) -> tuple[torch.Tensor, torch.Te
 
 
 def test_fpr_near_target_and_pgd_examples_detected(
-    digits_cnn: TorchClassifier, parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    digits_cnn: TorchClassifier, digits_split: tuple[Dataset, Dataset]
 ) -> None:
-    """Measured: held-out FPR 0.047 at target 0.05; 92 % of successful PGD (eps 0.1) examples flagged."""
-    fit_x, clean_x, x, y = parts
-    detector = FeatureSqueezing(SQUEEZERS, fpr=0.05).fit(digits_cnn, fit_x)
-    attack = PGD(eps=0.1, steps=20).run(digits_cnn, x, y)
-    result = detector.evaluate(attack.x_adv, clean_x, attack.success)
-    assert result.false_positive_rate <= 0.1
-    assert float(detector.detect(fit_x).float().mean()) <= 0.05
-    assert result.detection_rate_successful is not None and result.detection_rate_successful > 0.8
-    assert result.undetected_success_rate is not None
-    assert result.undetected_success_rate < 0.5 * attack.success_rate
-    assert float(result.adv_scores.mean()) > 3 * float(result.clean_scores.mean())
-    assert torch.equal(detector.detect(attack.x_adv), result.adv_scores > result.threshold)
+    """Two folds of the 450 test digits: calibrate on one half, attack and judge on the other, both ways.
+
+    Measured (means of the folds): held-out FPR 0.058 at target 0.05; 90 % of successful PGD (eps 0.1)
+    examples flagged. Not asserted: that 80 % are. Over seeds 0-7 the share was 0.70-0.90 for these
+    squeezers, and below 0.8 at some seeds for every squeezer set, eps and split tried, so the claim
+    kept is that most successful examples are flagged while clean inputs stay near the target rate.
+    """
+    _, test = digits_split
+    halves = (slice(0, 225), slice(225, 450))
+    fprs = []
+    for fit_part, eval_part in (halves, halves[::-1]):
+        fit_x, x, y = test.x[fit_part], test.x[eval_part], test.y[eval_part]
+        detector = FeatureSqueezing(SQUEEZERS, fpr=0.05).fit(digits_cnn, fit_x)
+        assert float(detector.detect(fit_x).float().mean()) <= 0.05
+        attack = PGD(eps=0.1, steps=20).run(digits_cnn, x, y)
+        result = detector.evaluate(attack.x_adv, x, attack.success)  # the attacked images' clean versions
+        fprs.append(result.false_positive_rate)
+        assert result.detection_rate_successful is not None and result.undetected_success_rate is not None
+        assert result.undetected_success_rate < 0.5 * attack.success_rate  # most successes are flagged
+        assert float(result.adv_scores.mean()) > 3 * float(result.clean_scores.mean())
+        assert torch.equal(detector.detect(attack.x_adv), result.adv_scores > result.threshold)
+    assert sum(fprs) / len(fprs) <= 0.1
 
 
 def test_threshold_follows_the_target_rate(
@@ -75,7 +87,7 @@ def test_bad_settings_and_use_raise_clear_errors(
 def test_squeezing_aware_pgd_evades_the_detector(
     digits_cnn: TorchClassifier, parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 ) -> None:
-    """Measured at eps 0.2: PGD leaves 15 % undetected successes, the detector-aware attack 87 %."""
+    """Measured at eps 0.2: PGD leaves 22 % undetected successes, the detector-aware attack 91 %."""
     fit_x, _, x, y = parts
     detector = FeatureSqueezing(SQUEEZERS).fit(digits_cnn, fit_x)
     assert detector.threshold is not None

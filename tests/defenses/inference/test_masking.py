@@ -11,15 +11,19 @@ from sparring.errors import AccessError, ConfigError, InputError
 from sparring.models import Access, TorchClassifier
 
 
-def test_catches_triggered_inputs_at_5pct_frr(
+def test_catches_triggered_inputs_at_3pct_frr(
     digits_backdoor: tuple[TorchClassifier, PoisonedDataset], digits_halves: tuple[Dataset, Dataset]
 ) -> None:
-    """Measured: 1.00 of triggered inputs caught, held-out clean FRR 0.054, median score ratio 0.002."""
+    """Measured: 1.00 of triggered inputs caught, held-out clean FRR 0.040, median score ratio 0.002.
+
+    (Calibrated at 3 %: at 5 % the held-out FRR of 225 clean digits reached 0.085 over seeds 0-7,
+    close to the asserted 0.1; at 3 % it is 0.004-0.040 and the triggered inputs are still all caught.)
+    """
     clf, poisoned = digits_backdoor
     assert poisoned.trigger is not None
     clean, held_out = digits_halves
     triggered = poisoned.trigger.apply(held_out.x[held_out.y != 0])
-    detector = RandomMasking(n_masks=32, frr=0.05, seed=0).fit(clf, clean.x)
+    detector = RandomMasking(n_masks=32, frr=0.03, seed=0).fit(clf, clean.x)
     assert isinstance(detector, Detector) and detector.threshold is not None
     s_triggered, s_clean = detector.score(triggered), detector.score(held_out.x)
     assert float((s_triggered < detector.threshold).float().mean()) >= 0.85

@@ -67,23 +67,31 @@ def test_noise_is_random_but_seeded() -> None:
     assert 0.05 < float((a - x).std()) < 0.15
 
 
+PGD_NAIVE = PGD(eps=0.1, steps=20)
+
+
+@pytest.fixture(scope="module")
+def undefended_robust_accuracy(digits_cnn: TorchClassifier, digits_split: tuple[Dataset, Dataset]) -> float:
+    test = digits_split[1]
+    return PGD_NAIVE.run(digits_cnn, test.x, test.y).robust_accuracy
+
+
 @pytest.mark.parametrize("spec", ["bit_depth:2", "jpeg:75", "noise:0.1"])
 def test_transform_keeps_clean_accuracy_and_masks_naive_pgd(
-    digits_cnn: TorchClassifier, digits_split: tuple[Dataset, Dataset], spec: str
+    digits_cnn: TorchClassifier, digits_split: tuple[Dataset, Dataset], undefended_robust_accuracy: float, spec: str
 ) -> None:
-    """Measured on 200 digits test samples: clean accuracy within 3 points; naive PGD (eps 0.1) gains >= 10 points.
+    """Measured on the 450 digits test samples: clean accuracy within 3 points; naive PGD (eps 0.1) gains >= 10 points.
 
     For noise the gain is measured as the attack's real effect: robust accuracy judged by a fresh
-    noisy query of the defended model.
+    noisy query of the defended model. (On the first 200 samples the clean-accuracy margins of
+    bit_depth:2 and noise:0.1 fell to 0.005 and 0.010 at some of seeds 0-7; on all 450 they stay >= 0.01.)
     """
     _, test = digits_split
-    x, y = test.x[:200], test.y[:200]
+    x, y = test.x, test.y
     defended = transform_defence(digits_cnn, spec)
     assert accuracy(defended, x, y) > accuracy(digits_cnn, x, y) - 0.03
-    pgd = PGD(eps=0.1, steps=20)
-    undefended = pgd.run(digits_cnn, x, y).robust_accuracy
-    naive = accuracy(defended, pgd.run(defended, x, y).x_adv, y)
-    assert naive > undefended + 0.1
+    naive = accuracy(defended, PGD_NAIVE.run(defended, x, y).x_adv, y)
+    assert naive > undefended_robust_accuracy + 0.1
 
 
 def test_median_smoothing_on_digits_costs_accuracy(
@@ -91,7 +99,7 @@ def test_median_smoothing_on_digits_costs_accuracy(
 ) -> None:
     """8x8 digits are too small for a 2x2 median: a known cost, measured so it stays visible (about 30 points)."""
     _, test = digits_split
-    x, y = test.x[:200], test.y[:200]
+    x, y = test.x, test.y
     drop = accuracy(digits_cnn, x, y) - accuracy(transform_defence(digits_cnn, "median:2"), x, y)
     assert 0.1 < drop < 0.5
 

@@ -12,7 +12,10 @@ from sparring.models import TorchClassifier, build
 from sparring.train import TrainConfig, TrainResult, fit
 
 EPS = 0.1
-CFG = TrainConfig(epochs=10, lr=3e-3, progress=False)
+# 20 epochs, evaluated on the whole 450-sample test split: at 10 epochs on 200 samples the
+# adversarially trained MLP's clean accuracy (0.845-0.945) and its robust-accuracy gain
+# (0.14-0.40) straddled the asserted 0.85 and 0.2 over seeds 0-7; now they are 0.93-0.96 and 0.34-0.42.
+CFG = TrainConfig(epochs=20, lr=3e-3, progress=False)
 
 
 def _robust(model: torch.nn.Module, test: Dataset) -> tuple[float, float]:
@@ -23,7 +26,6 @@ def _robust(model: torch.nn.Module, test: Dataset) -> tuple[float, float]:
 
 def test_adversarial_training_raises_robust_accuracy(digits_split: tuple[Dataset, Dataset]) -> None:
     train, test = digits_split
-    test = test.take(200, seed=0)
     standard = fit(build("mlp", train.input_shape, 10, seed=0), train, CFG).model
     result = AdversarialTraining(eps=0.15, steps=2).fit(build("mlp", train.input_shape, 10, seed=0), train, CFG)
     assert isinstance(result, TrainResult)

@@ -100,14 +100,19 @@ def federation(digits_split: tuple[Dataset, Dataset]) -> tuple[list[Dataset], Da
     return clients, test, pre.model, pre.history[-1]["median_update_norm"]
 
 
-def attacked(federation: tuple[list[Dataset], Dataset, nn.Module, float], agg: Aggregator | None) -> FederatedResult:
+def attacked(
+    federation: tuple[list[Dataset], Dataset, nn.Module, float], agg: Aggregator | None, attack: bool = True
+) -> FederatedResult:
     clients, test, model, _ = federation
-    attacker = ModelReplacementClient(TRIGGER, target=0, attack_round=1, poison_fraction=0.3, epochs=10, seed=0)
+    # The attacker trains at lr 0.02 (as in test_federated_attacks.py), not the round's 0.1.
+    attacker = ModelReplacementClient(
+        TRIGGER, target=0, attack_round=1, poison_fraction=0.3, epochs=10, lr=0.02, seed=0
+    )
     return run_fedavg(
         lambda: copy.deepcopy(model),
         clients,
         CFG,
-        malicious={3: attacker},
+        malicious={3: attacker} if attack else {},
         aggregator=agg,
         evaluate=evaluator(test, TRIGGER, 0),
         seed=1,
@@ -119,9 +124,18 @@ def undefended(federation: tuple[list[Dataset], Dataset, nn.Module, float]) -> F
     return attacked(federation, None)
 
 
+@pytest.fixture(scope="module")
+def honest(federation: tuple[list[Dataset], Dataset, nn.Module, float]) -> FederatedResult:
+    """The same round without the attacker and with the plain mean: the clean-accuracy control."""
+    return attacked(federation, None, attack=False)
+
+
 @pytest.mark.parametrize("name", ["median", "trimmed_mean", "clipping"])
 def test_robust_aggregation_stops_model_replacement(
-    federation: tuple[list[Dataset], Dataset, nn.Module, float], undefended: FederatedResult, name: str
+    federation: tuple[list[Dataset], Dataset, nn.Module, float],
+    undefended: FederatedResult,
+    honest: FederatedResult,
+    name: str,
 ) -> None:
     bound = federation[3]
     aggs: dict[str, Aggregator] = {
@@ -132,4 +146,6 @@ def test_robust_aggregation_stops_model_replacement(
     res = attacked(federation, aggs[name])
     assert undefended.at(1)["asr"] > 0.8
     assert res.at(1)["asr"] < 0.2
-    assert res.at(1)["accuracy"] > res.at(0)["accuracy"] - 0.05  # and costs little clean accuracy here
+    # and costs little clean accuracy: against the honest round (measured here, same seeds) rather than
+    # the round-0 model, whose gap to round 1 varies from seed to seed (trimmed mean: 2.6 std from the bound)
+    assert res.at(1)["accuracy"] > honest.at(1)["accuracy"] - 0.05
