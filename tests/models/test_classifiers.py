@@ -115,7 +115,8 @@ class _ViewNet(torch.nn.Module):
 def test_channels_last_layout_is_exact_and_follows_weight_updates() -> None:
     torch.manual_seed(0)
     model = build("small_cnn", (1, 8, 8), 10, seed=0)
-    clf = TorchClassifier(model, (1, 8, 8), 10)
+    assert TorchClassifier(model, (1, 8, 8), 10)._channels_last is False  # the module's own layout by default
+    clf = TorchClassifier(model, (1, 8, 8), 10, channels_last=True)
     x = torch.rand(16, 1, 8, 8)
     with torch.no_grad():
         expected = model(x)
@@ -136,7 +137,7 @@ def test_channels_last_layout_is_exact_and_follows_weight_updates() -> None:
 def test_layout_sensitive_model_keeps_its_own_layout() -> None:
     torch.manual_seed(0)
     model = _ViewNet().eval()
-    clf = TorchClassifier(model, (1, 8, 8), 10)
+    clf = TorchClassifier(model, (1, 8, 8), 10, channels_last=True)
     x = torch.rand(4, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(clf.logits(x), model(x), atol=1e-6)
@@ -147,7 +148,7 @@ def test_first_query_for_features_returns_one_row_per_input() -> None:
     """The layout check on a fresh classifier runs the module too; its activations must not leak into features."""
     model = build("small_cnn", (1, 8, 8), 10, seed=0)
     x = torch.rand(5, 1, 8, 8)
-    fresh = TorchClassifier(model, (1, 8, 8), 10).features(x, "penultimate")
-    used = TorchClassifier(model, (1, 8, 8), 10)
+    fresh = TorchClassifier(model, (1, 8, 8), 10, channels_last=True).features(x, "penultimate")
+    used = TorchClassifier(model, (1, 8, 8), 10, channels_last=True)
     used.logits(x)
     assert fresh.shape[0] == 5 and torch.allclose(fresh, used.features(x, "penultimate"), atol=1e-5)
