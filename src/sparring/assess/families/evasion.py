@@ -13,7 +13,7 @@ evaluation (Carlini et al. 2019).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,7 @@ from sparring.attacks.evasion import (
     SecurityCurve,
     SqueezingAwarePGD,
     Transfer,
+    robust_at,
     security_curve,
     worst_of,
 )
@@ -362,6 +363,7 @@ def surrogate_artefact(ctx: Context, ev: EvasionSpec) -> Artefact[tuple[TorchCla
     return model_artefact(f"surrogate-{arch}", {"surrogate": arch}, train, make)
 
 
+@dataclass
 class Defended:
     """The model an attack runs against, as the report names it.
 
@@ -369,21 +371,11 @@ class Defended:
     input transformation) or ``"detector"``.
     """
 
-    def __init__(
-        self,
-        classifier: Classifier,
-        model: str,
-        train_seconds: float,
-        kind: str | None = None,
-        detector: FeatureSqueezing | None = None,
-    ) -> None:
-        self.classifier, self.model, self.train_seconds, self.kind, self.detector = (
-            classifier,
-            model,
-            train_seconds,
-            kind,
-            detector,
-        )
+    classifier: Classifier
+    model: str
+    train_seconds: float
+    kind: str | None = None
+    detector: FeatureSqueezing | None = None
 
 
 def default_squeezers(input_shape: tuple[int, ...]) -> list[str]:
@@ -913,7 +905,7 @@ class EvasionFamily(Family[EvasionSpec, EvasionCurveResult]):
                     p.naive_robust_accuracy = p.robust_accuracy
                     p.adaptive_robust_accuracy = bpda.points[i].robust_accuracy
                     p.adaptive_seconds = bpda.points[i].seconds
-                    p.robust_accuracy = float(((broken_at < 0) | (broken_at > i)).float().mean())
+                    p.robust_accuracy = robust_at(broken_at, i)
                 adaptive = f"BPDA{' + EOT x' + str(eot) if eot > 1 else ''}"
             else:
                 adaptive = "not needed: the attack only queries the defended pipeline"

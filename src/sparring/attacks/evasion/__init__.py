@@ -3,7 +3,14 @@
 from sparring.attacks.evasion.adaptive import BPDA, EOT, SqueezingAwarePGD, transformed_layers
 from sparring.attacks.evasion.apgd import APGD
 from sparring.attacks.evasion.base import EvasionAttack, EvasionResult, success_by_queries
-from sparring.attacks.evasion.curve import CurvePoint, SecurityCurve, query_budgets, security_curve, worst_of
+from sparring.attacks.evasion.curve import (
+    CurvePoint,
+    SecurityCurve,
+    query_budgets,
+    robust_at,
+    security_curve,
+    worst_of,
+)
 from sparring.attacks.evasion.cw import CarliniWagnerL2
 from sparring.attacks.evasion.ensemble import WorstCaseEnsemble, autoattack
 from sparring.attacks.evasion.gradient import FGSM, PGD
@@ -47,6 +54,7 @@ __all__ = [
     "autoattack",
     "get_norm",
     "query_budgets",
+    "robust_at",
     "security_curve",
     "success_by_queries",
     "transformed_layers",

@@ -59,7 +59,12 @@ class SecurityCurve:
 
     def robust_at(self, i: int) -> float:
         """Robust accuracy at the ``i``-th eps: samples not broken at it or any smaller one."""
-        return float(((self.broken_at < 0) | (self.broken_at > i)).float().mean()) if len(self.broken_at) else 0.0
+        return robust_at(self.broken_at, i)
+
+
+def robust_at(broken_at: Tensor, i: int) -> float:
+    """Share of samples not broken at the ``i``-th eps or any smaller one (``broken_at``: first eps index, -1 never)."""
+    return float(((broken_at < 0) | (broken_at > i)).float().mean()) if len(broken_at) else 0.0
 
 
 def query_budgets(max_queries: int) -> list[int]:
@@ -104,7 +109,7 @@ def security_curve(
         broken_at[(broken_at < 0) & result.success] = i
         point = CurvePoint(
             eps=e,
-            robust_accuracy=float((broken_at < 0).float().mean()) if len(x) else 0.0,
+            robust_accuracy=robust_at(broken_at, i),
             attack_robust_accuracy=result.robust_accuracy,
             seconds=result.seconds,
             queries=result.queries,
