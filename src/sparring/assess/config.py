@@ -109,8 +109,11 @@ def _resolve_paths(cfg: BaseConfig, base: Path) -> BaseConfig:
         return p if p is None or Path(p).is_absolute() else str(base / p)
 
     data = cfg.data.model_copy(update={"path": fix(cfg.data.path), "test_path": fix(cfg.data.test_path)})
-    model = cfg.model.model_copy(
-        update={"weights": fix(cfg.model.weights), "sklearn": fix(cfg.model.sklearn), "onnx": fix(cfg.model.onnx)}
+    m = cfg.model
+    # a factory's module is imported from the config's folder first (or from factory_path)
+    search = fix(m.factory_path) if m.factory_path is not None else (str(base) if m.factory else None)
+    model = m.model_copy(
+        update={"weights": fix(m.weights), "sklearn": fix(m.sklearn), "onnx": fix(m.onnx), "factory_path": search}
     )
     return cfg.model_copy(update={"data": data, "model": model})
 

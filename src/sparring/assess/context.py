@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import torch
 from torch import nn
 
 from sparring import __version__
@@ -76,6 +77,8 @@ class Context:
     loaded: Classifier | None = None
     workdir: Path | None = None
     log: Callable[[str], None] = print
+    #: Digests of the input files (data, weights, model files, the factory's source).
+    inputs: dict[str, str] = field(default_factory=dict)
     #: Objects scenarios share within one process that are cheap to rebuild (sanity findings).
     memo: dict[str, Any] = field(default_factory=dict)
     _artefacts: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +104,9 @@ class Context:
         """A freshly initialised copy of the configured architecture (seeded)."""
         m = self.config.model
         if m.factory is not None:
-            module = import_factory(m.factory)()
+            with torch.random.fork_rng():  # a factory's initial weights follow the seed
+                torch.manual_seed(self.seed)
+                module = import_factory(m.factory, m.factory_path)()
             if not isinstance(module, nn.Module):
                 raise InputError(f"factory {m.factory!r} did not return a torch.nn.Module")
             return module
@@ -151,8 +156,10 @@ class Context:
 
     # -- artefacts ------------------------------------------------------------------------
     def fingerprint(self, *parts: Any) -> str:
-        """A fingerprint of ``parts`` together with the data, the model config and the seed."""
-        return fingerprint(self.config.data.model_dump(), self.config.model.model_dump(), self.seed, *parts)
+        """A fingerprint of ``parts`` with the data, the model config, the input files' contents and the seed."""
+        return fingerprint(
+            self.config.data.model_dump(), self.config.model.model_dump(), self.inputs, self.seed, *parts
+        )
 
     def artefact(self, a: Artefact[T]) -> T:
         """The artefact ``a``: from this run's memory, else from the work directory, else built (and stored)."""

@@ -13,6 +13,7 @@ from torch import nn
 
 from sparring.assess.context import Context
 from sparring.assess.families import FAMILIES
+from sparring.assess.inputs import input_digests
 from sparring.assess.spec import BaseConfig
 from sparring.data import Dataset, load_dataset
 from sparring.errors import InputError
@@ -57,7 +58,7 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
         _check_bounds(test, dc.bounds)
     else:
         train, test = data.split(dc.test_fraction, seed=config.seed)
-    ctx = Context(config, data, train, test, log=log)
+    ctx = Context(config, data, train, test, log=log, inputs=input_digests(config))
     m = config.model
     if m.sklearn is not None:
         estimator = load_skops(m.sklearn, m.trusted_types)
@@ -70,7 +71,7 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
         ctx.loaded.reset_queries()
     elif m.weights is not None:
         assert m.factory is not None
-        module = load_torch_model(m.factory, m.weights)
+        module = load_torch_model(m.factory, m.weights, m.factory_path)
         _check_model_fits(module, data)
         ctx.loaded = ctx.wrap(module)
     else:

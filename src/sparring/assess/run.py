@@ -85,4 +85,5 @@ def _model_info(ctx: Context, target: Classifier, train_seconds: float) -> dict[
         "num_classes": ctx.data.num_classes,
         "clean_accuracy": accuracy(target, ctx.test.x, ctx.test.y),
         "train_seconds": train_seconds,
+        "inputs": ctx.inputs,
     }

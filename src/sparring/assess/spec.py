@@ -90,6 +90,7 @@ class ModelConfig(Strict):
 
     architecture: str | None = None
     factory: str | None = None
+    factory_path: str | None = None
     weights: str | None = None
     sklearn: str | None = None
     onnx: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,26 +13,41 @@ from torch import nn
 from sparring.errors import InputError
 
 
-def import_factory(spec: str) -> Any:
-    """Resolve ``"package.module:function"`` to the callable it names."""
+def import_module_from(module_name: str, search: str | Path | None = None) -> Any:
+    """Import ``module_name``, looking in the folder ``search`` first (e.g. the config's folder)."""
+    if search is None:
+        return importlib.import_module(module_name)
+    folder = str(Path(search).resolve())
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path.remove(folder)
+
+
+def import_factory(spec: str, search: str | Path | None = None) -> Any:
+    """Resolve ``"package.module:function"`` to the callable it names (``search``: a folder tried first)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise InputError(f"factory must look like 'package.module:function', got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        module = import_module_from(module_name, search)
     except ImportError as e:
-        raise InputError(f"cannot import module {module_name!r} for factory {spec!r}: {e}") from e
+        where = f" (looked in {search} and on the Python path)" if search is not None else ""
+        raise InputError(f"cannot import module {module_name!r} for factory {spec!r}{where}: {e}") from e
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise InputError(f"module {module_name!r} has no callable {attr!r}")
     return fn
 
 
-def load_torch_model(factory: str, weights: str | Path | None = None) -> nn.Module:
+def load_torch_model(
+    factory: str, weights: str | Path | None = None, search: str | Path | None = None
+) -> nn.Module:
     """Build ``factory()`` and, if given, load its weights from a ``.safetensors`` file."""
     from safetensors.torch import load_file
 
-    model = import_factory(factory)()
+    model = import_factory(factory, search)()
     if not isinstance(model, nn.Module):
         raise InputError(f"factory {factory!r} returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:

@@ -1,0 +1,57 @@
+"""Digests of an assessment's input files, so a stored result is reused only for the same inputs.
+
+A result's fingerprint covers the config; the files it names (data, test data, weights, the
+skops or ONNX model) and the factory's source can change under the same name. Their SHA-256
+digests join every fingerprint, so a changed input invalidates exactly the results and
+artefacts built from it, and an unchanged one is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+
+from sparring.assess.spec import BaseConfig
+from sparring.errors import InputError
+from sparring.models.io import import_module_from
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def factory_digest(spec: str, search: str | None) -> str:
+    """SHA-256 of the source file of a factory's module (of its name when the source is not a file)."""
+    module_name = spec.partition(":")[0]
+    try:
+        module = import_module_from(module_name, search)
+        source = inspect.getsourcefile(module)
+    except (ImportError, TypeError):
+        source = None
+    if source is None:
+        return hashlib.sha256(module_name.encode()).hexdigest()
+    return file_digest(source)
+
+
+def input_digests(config: BaseConfig) -> dict[str, str]:
+    """``{what: sha256}`` for every input file the config names, and the factory's source."""
+    files = {
+        "data": config.data.path,
+        "test_data": config.data.test_path,
+        "weights": config.model.weights,
+        "sklearn": config.model.sklearn,
+        "onnx": config.model.onnx,
+    }
+    out = {what: file_digest(p) for what, p in files.items() if p is not None and Path(p).is_file()}
+    if config.model.factory is not None:
+        out["factory"] = factory_digest(config.model.factory, config.model.factory_path)
+    return out
