@@ -1,13 +1,15 @@
 """The ``sparring`` command line.
 
-Errors a user can fix print one line and exit with code 2; a ``--fail-on`` gate that
-fails exits with code 1.
+Exit codes: 0 done, 1 a ``--fail-on`` gate failed, 2 bad input (one line saying what to fix;
+nothing written), 3 an internal error (one line; the traceback goes to ``OUT/.work/error.log``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from sparring.errors import SparringError
 
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 
 
 def _examples_dir() -> Path:
@@ -97,6 +100,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sparring: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: one line here, the traceback in a log file
+        log = _error_log(getattr(args, "out", None))
+        print(f"sparring: internal error: {type(e).__name__}: {_first_line(e)} (traceback: {log})", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
+def _error_log(out: str | None) -> Path:
+    """Write the current exception's traceback to ``OUT/.work/error.log`` (or a temp file) and return its path."""
+    text = traceback.format_exc()
+    for folder in ([Path(out) / ".work"] if out else []) + [Path(tempfile.gettempdir())]:
+        path = folder / ("error.log" if folder.name == ".work" else "sparring-error.log")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return Path("(unwritable)")
 
 
 if __name__ == "__main__":

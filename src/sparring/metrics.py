@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,3 +128,72 @@ def detection_rates(flagged: Tensor, truth: Tensor) -> dict[str, float]:
         "fpr": float((f & ~t).sum()) / neg if neg else float("nan"),
         "flagged": int(f.sum()),
     }
+
+
+# -- uncertainty ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A two-sided confidence interval of a figure measured on ``n`` samples, and how it was computed."""
+
+    low: float
+    high: float
+    n: int
+    method: str
+    confidence: float = 0.95
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """The interval as ``report.json`` holds it."""
+        return {"low": self.low, "high": self.high, "n": self.n, "method": self.method, "confidence": self.confidence}
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Interval:
+    """The exact (Clopper & Pearson, Biometrika 1934) interval of a proportion ``k / n``."""
+    from scipy.stats import beta
+
+    if n <= 0 or not 0 <= k <= n:
+        raise InputError(f"a proportion needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    a = (1.0 - confidence) / 2.0
+    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1.0 - a, k + 1, n - k))
+    return Interval(low, high, n, "clopper-pearson", confidence)
+
+
+def rate_interval(rate: float, n: int, confidence: float = 0.95) -> Interval:
+    """:func:`clopper_pearson` of a rate measured on ``n`` samples (``k = round(rate * n)``)."""
+    return clopper_pearson(min(n, max(0, round(rate * n))), n, confidence)
+
+
+def auc_interval(auc: float, n_pos: int, n_neg: int, confidence: float = 0.95) -> Interval:
+    """A normal interval of a ROC AUC with the Hanley & McNeil (Radiology 1982) standard error."""
+    from scipy.stats import norm
+
+    if n_pos <= 0 or n_neg <= 0:
+        raise InputError(f"an AUC needs positives and negatives, got {n_pos} and {n_neg}")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    half = float(norm.ppf(0.5 + confidence / 2.0)) * float(np.sqrt(max(var, 0.0)))
+    return Interval(max(0.0, auc - half), min(1.0, auc + half), n_pos + n_neg, "hanley-mcneil", confidence)
+
+
+def paired_p_value(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar p-value: ``only_first`` samples one method got and the other did not, and back."""
+    from scipy.stats import binomtest
+
+    n = only_first + only_second
+    return 1.0 if n == 0 else float(binomtest(only_first, n, 0.5).pvalue)
+
+
+def per_query_ms(classifier: Classifier, x: Tensor, repeats: int = 7, batch: int = 64) -> float:
+    """Median wall time per input of ``classifier.predict_labels`` on ``x[:batch]`` in ms, after one warm-up call."""
+    x = x[:batch]
+    if len(x) == 0:
+        raise InputError("per_query_ms needs at least one input")
+    classifier.predict_labels(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classifier.predict_labels(x)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times) / len(x)

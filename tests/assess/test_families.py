@@ -6,6 +6,7 @@ for all), then each family is checked on its own results.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any, ClassVar
 
 import pytest
@@ -50,7 +51,8 @@ def test_family_has_every_part(family: Family[Any, Any]) -> None:
 def test_family_plans_runs_rates_and_gates(family: Family[Any, Any], runs: dict[str, Any]) -> None:
     cfg: BaseConfig = runs["config"]
     report = runs["report"]
-    keys = [s.key for s in plan(cfg) if s.family == family.key]
+    scenarios = [s for s in plan(cfg) if s.family == family.key]
+    keys = [s.key for s in scenarios]
     assert keys and any("+" in k for k in keys) == bool(family.defences), keys
     assert set(keys) <= set(report["scenarios"]), f"{family.key}: a planned scenario did not run"
     for key in keys:
@@ -61,6 +63,9 @@ def test_family_plans_runs_rates_and_gates(family: Family[Any, Any], runs: dict[
         assert isinstance(rating, Rating) and rating.level in LEVELS and rating.text
         figures = family.figures(key, result)
         assert figures and all(k.startswith(key + ".") and k in report["figures"] for k in figures), key
+        expected = family.expected_figures(next(s for s in scenarios if s.key == key))
+        unforeseen = [k for k in figures if not any(fnmatch.fnmatchcase(k, e) for e in expected)]
+        assert not unforeseen, f"{key}: expected_figures misses {unforeseen} (--fail-on is checked against it)"
         name = next(iter(figures))
         assert parse_gate(f"{name}>=-1").check(report["figures"])["failed"]  # --fail-on can gate it
         assert not parse_gate(f"{name}<-1").check(report["figures"])["failed"]
@@ -69,6 +74,9 @@ def test_family_plans_runs_rates_and_gates(family: Family[Any, Any], runs: dict[
             assert cell["status"] == "measured", f"{key}: its cell {family.cell(result)} was not rated"
     costs = {c["scenario"] for c in report["defence_costs"]}
     assert {k for k in keys if "+" in k} <= costs, f"{family.key}: a defence has no cost row"
+    extras = [k for k in family.extras({k: family.load(report["scenarios"][k]) for k in keys}).figures]
+    patterns = family.expected_extras(scenarios)
+    assert all(any(fnmatch.fnmatchcase(k, e) for e in patterns) for k in extras), (extras, patterns)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.key)

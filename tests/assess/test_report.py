@@ -87,3 +87,42 @@ def test_detectors_alone_leave_no_defended_model() -> None:
     c = cell({"backdoor.badnets": backdoor(1.0), "backdoor.badnets+strip": backdoor(0.0, "strip", "detector")})
     assert "defended" not in c
     assert "no defence was assessed" in recommendations([c], [])[0]
+
+
+def test_verdicts_say_adopt_does_not_help_or_makes_it_worse_with_the_cost() -> None:
+    from sparring.assess.report import verdict_line, verdicts
+
+    def cost(defence: str, before: float, after: float, clean_after: float, ms: float | None) -> dict[str, Any]:
+        return {
+            "scenario": f"evasion.pgd+{defence}",
+            "defence": defence,
+            "risk_after": "robust accuracy ...",
+            "level_before": "high",
+            "level_after": "high",
+            "value_before": before,
+            "value_after": after,
+            "query_ms": ms,
+            "clean_accuracy_before": 0.9,
+            "clean_accuracy_after": clean_after,
+            "seconds": 12.0 if ms is None else 0.0,
+            "row": "test-time inputs",
+            "column": "integrity",
+            "rated": True,
+        }
+
+    costs = [
+        cost("noise:0.05", 0.39, 0.46, 0.9, 0.4),
+        cost("adversarial_training", 0.6, 0.3, 0.881, None),
+        cost("bit_depth:4", 0.6, 0.61, 0.9, 0.1),
+    ]
+    ranked = verdicts(costs)
+    assert [(v["defence"], v["verdict"]) for v in ranked] == [
+        ("adversarial_training", "adopt"),
+        ("bit_depth:4", "no help"),
+        ("noise:0.05", "makes it worse"),
+    ]
+    cell = {"covers": "evasion (pgd)"}
+    lines = [verdict_line(cell, v) for v in ranked]
+    assert "adopt adversarial_training" in lines[0] and "-1.9 pt clean accuracy, +12.0 s training" in lines[0]
+    assert "does not help" in lines[1] and "+0.10 ms per query" in lines[1]
+    assert "makes it worse — do not adopt" in lines[2]

@@ -52,6 +52,9 @@ class _Families(BaseConfig):
             if self.family_defences(f.key) and not self.entries(f.key):
                 raise ValueError(f"[defences] {f.key} lists defences, but the config has no [[{f.key}]] entry")
         for f in FAMILIES:
+            names = [n for e in self.entries(f.key) if (n := getattr(e, "name", None)) is not None]
+            if len(set(names)) != len(names):
+                raise ValueError(f"two [[{f.key}]] entries have the same name; names must be unique in a family")
             f.check_config(self, self.entries(f.key))
         return self
 

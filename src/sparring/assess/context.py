@@ -27,7 +27,8 @@ from sparring.assess.artefacts import load_module, save_json, save_module
 from sparring.assess.spec import BaseConfig
 from sparring.data import Dataset
 from sparring.errors import InputError
-from sparring.models import Classifier, TorchClassifier, build
+from sparring.models import Classifier, TorchClassifier, build, find_layer
+from sparring.models import feature_layer as default_feature_layer
 from sparring.models.io import import_factory
 from sparring.train import TrainConfig, fit
 
@@ -112,6 +113,19 @@ class Context:
             return module
         arch = m.architecture or default_architecture(self.data)
         return build(arch, self.data.input_shape, self.data.num_classes, seed=self.seed)
+
+    def feature_layer(self) -> str:
+        """The layer feature-space defences read: ``[model] feature_layer``, checked, or the default.
+
+        Raises :class:`InputError` (before anything runs, when a family's check asks) if the
+        model has no such layer or no linear layer to default to.
+        """
+        module = self.loaded.model if isinstance(self.loaded, TorchClassifier) else self.build_model()
+        layer = self.config.model.feature_layer
+        if layer is None:
+            return default_feature_layer(module)
+        find_layer(module, layer)
+        return layer
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         """The configured training hyper-parameters."""

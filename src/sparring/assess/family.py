@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, model_serializer
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 from sparring.errors import ConfigError
+from sparring.metrics import Interval
 from sparring.params import Registry
 from sparring.specs import spec_name
 
@@ -80,16 +81,33 @@ class Rule:
 
 @dataclass(frozen=True)
 class Rating:
-    """A risk level with the figure it rests on."""
+    """A risk level with the figure it rests on, its 95 % interval when known, and whether the sample resolves it."""
 
     level: str
     value: float
     text: str
+    interval: Interval | None = None
+    measurable: bool = True
 
 
-def rated(rule: Rule, value: float, text: str) -> Rating:
-    """The :class:`Rating` of ``value`` under ``rule``."""
-    return Rating(rule.level(value), value, text)
+def rated(rule: Rule, value: float, text: str, interval: Interval | None = None) -> Rating:
+    """The :class:`Rating` of ``value`` under ``rule``; with ``interval`` (same units) the text gives it.
+
+    When the interval reaches into another level the text says so: the sample cannot tell
+    the two apart.
+    """
+    if interval is None:
+        return Rating(rule.level(value), value, text)
+    low, high = rule.level(interval.low), rule.level(interval.high)
+    text += f"; rated figure {value:.1%}, 95 % CI {interval.low:.1%}–{interval.high:.1%} (n={interval.n})"
+    if low != high:
+        text += f", which spans {low} to {high}"
+    return Rating(rule.level(value), value, text, interval)
+
+
+def not_measurable(value: float, text: str) -> Rating:
+    """A figure the sample cannot resolve: shown, never rated (the matrix says "not measurable")."""
+    return Rating("not measurable", value, text, measurable=False)
 
 
 class ScenarioResult(BaseModel):
@@ -193,6 +211,8 @@ class CostRow:
     clean_accuracy_after: float | None
     seconds: float
     seconds_note: str
+    #: Added wall time per query of an inference-time defence (median of repeated timings), in ms.
+    query_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The row as ``report.json`` holds it."""
@@ -203,6 +223,9 @@ class CostRow:
             "risk_after": self.after.text,
             "level_before": self.before.level,
             "level_after": self.after.level,
+            "value_before": self.before.value,
+            "value_after": self.after.value,
+            "query_ms": self.query_ms,
             "clean_accuracy_before": self.clean_accuracy_before,
             "clean_accuracy_after": self.clean_accuracy_after,
             "seconds": self.seconds,
@@ -330,6 +353,23 @@ class Family(ABC, Generic[S, R]):
     def figures(self, key: str, result: R) -> dict[str, float]:
         """Flat figures ``{key}.{name}`` that ``--fail-on`` can gate."""
 
+    def intervals(self, key: str, result: R) -> dict[str, Interval]:
+        """95 % intervals of the result's figures (keys as in :meth:`figures`), where the sample size is known."""
+        return {}
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        """The figure keys (globs allowed) ``sc`` will report, known before it runs.
+
+        ``--fail-on`` rules are checked against them before anything runs; the conformance
+        test checks that every figure a scenario reports matches one. Default: anything under
+        the scenario's key; families narrow it to their names.
+        """
+        return [f"{sc.key}.*"]
+
+    def expected_extras(self, scenarios: Sequence[Scenario]) -> list[str]:
+        """The figure keys (globs allowed) :meth:`extras` will add for these scenarios."""
+        return []
+
     def clean_accuracy(self, result: R) -> float | None:
         """The clean accuracy (or utility) of the model a result measured, if it has one."""
         value = getattr(result, "clean_accuracy", None)
@@ -339,6 +379,7 @@ class Family(ABC, Generic[S, R]):
         """What a defended result bought against ``base`` (the same entry undefended) and what it cost."""
         seconds = float(getattr(result, "defence_seconds", 0.0) or 0.0)
         note = str(getattr(result, "cost_note", "") or "")
+        ms = getattr(result, "query_ms", None)
         return CostRow(
             key,
             str(result.defence),
@@ -348,6 +389,7 @@ class Family(ABC, Generic[S, R]):
             self.clean_accuracy(result),
             seconds,
             note,
+            float(ms) if isinstance(ms, int | float) else None,
         )
 
     def extras(self, results: Mapping[str, ScenarioResult]) -> Extras:

@@ -36,6 +36,8 @@ def _matrix(cells: list[dict[str, Any]]) -> str:
             else:
                 colour = COLOURS[status]
                 inner = f"<b>{esc(c['covers'])}</b><br>{esc(status)}"
+                if c.get("text"):
+                    inner += f": {esc(c['text'])}"
             tds.append(f'<td style="background:{colour}">{inner}</td>')
         rows.append(f"<tr><th>{esc(r)}</th>{''.join(tds)}</tr>")
     head = "<tr><th>attacker can touch</th>" + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr>"
@@ -81,7 +83,9 @@ def _costs(costs: list[dict[str, Any]]) -> str:
                 f"{tag(c['level_before'])} {esc(c['risk_before'])}",
                 f"{tag(c['level_after'])} {esc(c['risk_after'])}",
                 change,
-                f"{c['seconds']:.1f} s <span class='muted'>{esc(c['seconds_note'])}</span>",
+                f"{c['seconds']:.1f} s"
+                + (f" · +{c['query_ms']:.2f} ms per query" if c.get("query_ms") is not None else "")
+                + f" <span class='muted'>{esc(c['seconds_note'])}</span>",
             ]
         )
     return "<h2>What each defence buys and costs</h2>" + table(

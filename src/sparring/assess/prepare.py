@@ -6,6 +6,7 @@ each family's checks) before anything is written, so bad input leaves no half-wr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -36,21 +37,40 @@ def _check_model_fits(module: nn.Module, data: Dataset) -> None:
             out = module.eval()(x)
     except Exception as e:  # any failure here is a shape mismatch as far as the user is concerned
         raise InputError(f"the model cannot take the data's inputs of shape {list(data.input_shape)}: {e}") from None
+    if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == len(x):
+        _check_labels_fit(data, int(out.shape[1]), "the model")
     if not isinstance(out, torch.Tensor) or out.shape != (len(x), data.num_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InputError(f"the model returns {shape} for a batch of {len(x)}, expected ({len(x)}, {data.num_classes})")
 
 
+def _check_labels_fit(data: Dataset, classes: int, who: str) -> None:
+    """Blame the labels, not the model, when they run past the model's ``classes`` outputs."""
+    present = sorted(int(c) for c in torch.unique(data.y))
+    out = [c for c in present if c >= classes]
+    if not out or len(present) > classes:
+        return
+    shown = ", ".join(map(str, out[:5])) + (", ..." if len(out) > 5 else "")
+    hint = f"; labels run {present[0]}..{present[-1]}: re-encode them as 0..{classes - 1}" if present[0] > 0 else ""
+    raise InputError(
+        f"label(s) {shown} of {data.name!r} are out of range for {who}'s {classes} classes (labels must be "
+        f"0..{classes - 1}){hint}"
+    )
+
+
 def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
     """Load data and the target model and check they fit; trains nothing and writes nothing."""
     dc = config.data
-    data = load_dataset(dc.dataset, dc.path, label_column=dc.label_column, input_shape=dc.input_shape)
+    csv = functools.partial(
+        load_dataset, label_column=dc.label_column, input_shape=dc.input_shape, delimiter=dc.delimiter, header=dc.header
+    )
+    data = csv(dc.dataset, dc.path)
     _check_bounds(data, dc.bounds)
     if data.num_classes < 2:
         raise InputError(f"dataset {data.name!r} has fewer than 2 classes")
     if dc.test_path is not None:
         train = data
-        test = load_dataset(None, dc.test_path, label_column=dc.label_column, input_shape=dc.input_shape)
+        test = csv(None, dc.test_path)
         if test.input_shape != train.input_shape:
             raise InputError(
                 f"test data has sample shape {list(test.input_shape)}, training data {list(train.input_shape)}"
@@ -63,11 +83,19 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
     if m.sklearn is not None:
         estimator = load_skops(m.sklearn, m.trusted_types)
         ctx.loaded = SklearnClassifier(estimator, data.input_shape, bounds=dc.bounds)
+        _check_labels_fit(data, ctx.loaded.num_classes, "the estimator")
         if ctx.loaded.num_classes != data.num_classes:
             raise InputError(f"the estimator knows {ctx.loaded.num_classes} classes, the data has {data.num_classes}")
     elif m.onnx is not None:
         ctx.loaded = OnnxClassifier(m.onnx, data.input_shape, data.num_classes, bounds=dc.bounds, output=m.onnx_output)
-        ctx.loaded.predict_labels(data.x[:2])  # fails here, with a clear message, if the file does not fit
+        scores = ctx.loaded.predict_scores(data.x[:8])  # fails here, with a clear message, if the file does not fit
+        sums = scores.sum(dim=1)
+        sums_to_one = torch.allclose(sums, torch.ones_like(sums), atol=1e-3) and bool((scores >= -1e-4).all())
+        if m.onnx_output == "probabilities" and not sums_to_one:
+            raise InputError(
+                f"onnx_output = \"probabilities\", but the model's outputs are not probabilities (the first row "
+                f"sums to {float(sums[0]):.4g}): set [model] onnx_output = \"logits\" or export a softmax"
+            )
         ctx.loaded.reset_queries()
     elif m.weights is not None:
         assert m.factory is not None
@@ -75,7 +103,14 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
         _check_model_fits(module, data)
         ctx.loaded = ctx.wrap(module)
     else:
+        if m.zoo and m.architecture is None:
+            log(
+                f"no [model] architecture given: training the zoo's {ctx.model_name} "
+                f"({'image' if ctx.model_name == 'small_cnn' else 'feature-vector'} data); set [model] to choose"
+            )
         _check_model_fits(ctx.build_model(), data)
+    if m.feature_layer is not None:
+        ctx.feature_layer()  # a misspelt layer fails here, not mid-run
     for family in FAMILIES:
         for i, entry in enumerate(config.entries(family.key)):
             family.check(ctx, i, entry)

@@ -16,12 +16,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
 from sparring import __version__
 from sparring.assess.families import FAMILIES, family_of_key
 from sparring.assess.family import COLUMNS, LEVELS, ROWS, SCOPE, Cell, Rating, ScenarioResult
 from sparring.assess.spec import BaseConfig
+
+#: The version of report.json's layout (``report.schema.json`` in this package describes it).
+SCHEMA_VERSION = 1
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of ``report.json``, shipped in the package."""
+    text = resources.files("sparring.assess").joinpath("report.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _base(key: str) -> str:
@@ -45,8 +56,9 @@ def defended_models(results: Mapping[str, ScenarioResult]) -> list[dict[str, Any
     attacks = sorted({_base(k) for k, r in results.items() if r.defence is None})
     models: dict[str, list[tuple[str, Rating]]] = {}
     for key, r in results.items():
-        if r.defence is not None and family_of_key(key).mitigates(r):
-            models.setdefault(r.defence, []).append((_base(key), family_of_key(key).rate(r)))
+        family = family_of_key(key)
+        if r.defence is not None and family.mitigates(r) and (rating := family.rate(r)).measurable:
+            models.setdefault(r.defence, []).append((_base(key), rating))
     out = []
     for defence, rows in models.items():
         entry, worst = max(rows, key=lambda row: row[1].value)
@@ -65,8 +77,16 @@ def defended_models(results: Mapping[str, ScenarioResult]) -> list[dict[str, Any
     return sorted(out, key=lambda m: (m["value"], len(m["gaps"])))
 
 
-def matrix(results: Mapping[str, ScenarioResult]) -> list[dict[str, Any]]:
-    """One entry per threat-matrix cell: undefended risk, the best defended model, and what is not assessed."""
+#: What a cell says instead of a level when the model under assessment barely beats chance.
+CHANCE = "model barely beats chance: figures not meaningful"
+
+
+def matrix(results: Mapping[str, ScenarioResult], beats_chance: bool = True) -> list[dict[str, Any]]:
+    """One entry per threat-matrix cell: undefended risk, the best defended model, and what is not assessed.
+
+    A cell whose figures the sample cannot resolve is "not measurable"; when the model does
+    not beat the majority-class baseline (``beats_chance`` False) no cell is rated.
+    """
     cells = []
     for row in ROWS:
         for col in COLUMNS:
@@ -74,7 +94,7 @@ def matrix(results: Mapping[str, ScenarioResult]) -> list[dict[str, Any]]:
             mine = _in_cell(results, cell)
             ran = {t for k, r in mine.items() if (t := family_of_key(k).threats.get(cell))}
             scope = SCOPE[cell]
-            attacks = sorted({r.attack for r in mine.values()})
+            attacks = sorted({r.attack for k, r in mine.items() if r.defence is None})
             covers = ", ".join(t for t in scope if t in ran)
             everything = ", ".join(scope) or "no attack in this cell"
             entry: dict[str, Any] = {
@@ -84,13 +104,20 @@ def matrix(results: Mapping[str, ScenarioResult]) -> list[dict[str, Any]]:
                 "not_assessed": ", ".join(t for t in scope if t not in ran) if ran else "",
             }
             undefended = [family_of_key(k).rate(r) for k, r in mine.items() if r.defence is None]
+            resolved = [x for x in undefended if x.measurable]
             if not scope:
                 entry["status"] = "n/a"
             elif not undefended:
                 entry["status"] = "not assessed yet"
+            elif not beats_chance:
+                entry.update(status="not rated", text=CHANCE)
+            elif not resolved:
+                entry.update(status="not measurable", text="; ".join(x.text for x in undefended))
             else:
-                worst = max(undefended, key=lambda x: x.value)
+                worst = max(resolved, key=lambda x: x.value)
                 entry.update(status="measured", level=worst.level, value=worst.value, text=worst.text)
+                if worst.interval is not None:
+                    entry["interval"] = worst.interval.as_dict()
                 models = defended_models(mine)
                 if models:
                     entry["defended"] = models[0]
@@ -106,8 +133,84 @@ def defence_costs(results: Mapping[str, ScenarioResult]) -> list[dict[str, Any]]
         base = results.get(_base(key))
         if r.defence is None or base is None:
             continue
-        rows.append(family_of_key(key).cost(key, r, base).as_dict())
+        family = family_of_key(key)
+        row, column = family.cell(r)
+        cost = family.cost(key, r, base)
+        # judged in the recommendations only if it is a mitigation of a rated cell, measured both ways
+        rated = family.rated_in_matrix and family.mitigates(r) and cost.before.measurable and cost.after.measurable
+        rows.append({**cost.as_dict(), "row": row, "column": column, "rated": rated})
     return rows
+
+
+#: A defence must move its cell's rated figure by more than this to help (or to make things worse).
+TOLERANCE = 0.02
+
+
+def verdicts(costs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per cell and defence: adopt, does not help, or makes it worse, with what it costs; ranked best first.
+
+    A defence is judged by its cell's rated figure on the worst entry it was run against
+    (before and after); changes within :data:`TOLERANCE` do not count. Its cost is the largest
+    clean-accuracy drop, training time and added time per query over those entries.
+    """
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for c in costs:
+        if c["rated"]:
+            groups.setdefault((c["row"], c["column"], c["defence"]), []).append(c)
+    out = []
+    for (row, column, defence), rows in groups.items():
+        before, after = max(r["value_before"] for r in rows), max(r["value_after"] for r in rows)
+        worst = max(rows, key=lambda r: r["value_after"])
+        drops = [
+            100 * (r["clean_accuracy_after"] - r["clean_accuracy_before"])
+            for r in rows
+            if r["clean_accuracy_after"] is not None and r["clean_accuracy_before"] is not None
+        ]
+        ms = [r["query_ms"] for r in rows if r["query_ms"] is not None]
+        verdict = "no help"
+        if after > before + TOLERANCE:
+            verdict = "makes it worse"
+        elif after < before - TOLERANCE:
+            verdict = "adopt"
+        out.append(
+            {
+                "row": row,
+                "column": column,
+                "defence": defence,
+                "verdict": verdict,
+                "before": before,
+                "after": after,
+                "level_before": worst["level_before"],
+                "level_after": worst["level_after"],
+                "risk_after": worst["risk_after"],
+                "clean_points": min(drops) if drops else None,
+                "seconds": max(r["seconds"] for r in rows),
+                "query_ms": max(ms) if ms else None,
+            }
+        )
+    rank = {"adopt": 0, "no help": 1, "makes it worse": 2}
+    return sorted(out, key=lambda v: (v["row"], v["column"], rank[v["verdict"]], v["after"], -(v["clean_points"] or 0)))
+
+
+def _cost_text(v: Mapping[str, Any]) -> str:
+    parts = []
+    if v["clean_points"] is not None:
+        parts.append(f"{v['clean_points']:+.1f} pt clean accuracy")
+    if v["seconds"]:
+        parts.append(f"+{v['seconds']:.1f} s training")
+    if v["query_ms"] is not None:
+        parts.append(f"+{v['query_ms']:.2f} ms per query")
+    return "cost: " + (", ".join(parts) if parts else "none measured")
+
+
+def verdict_line(cell: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """One recommendation: ``adopt X (...; cost: ...)``, ``X does not help``, ``X makes it worse - do not adopt``."""
+    moved = f"{v['level_before']} → {v['level_after']}: {v['risk_after']}"
+    if v["verdict"] == "adopt":
+        return f"{cell['covers']}: adopt {v['defence']} ({moved}; {_cost_text(v)})."
+    if v["verdict"] == "no help":
+        return f"{cell['covers']}: {v['defence']} does not help ({moved}; {_cost_text(v)})."
+    return f"{cell['covers']}: {v['defence']} makes it worse — do not adopt ({moved}; {_cost_text(v)})."
 
 
 def _price(costs: list[dict[str, Any]], defence: str) -> str:
@@ -118,32 +221,51 @@ def _price(costs: list[dict[str, Any]], defence: str) -> str:
     return f" at a clean-accuracy change of {delta:+.1f} points"
 
 
-def recommendations(cells: list[dict[str, Any]], costs: list[dict[str, Any]]) -> list[str]:
+def _cell_line(c: Mapping[str, Any], costs: list[dict[str, Any]]) -> str:
+    """A cell at medium or high risk: its level, and what its best defended model reaches."""
+    d = c.get("defended")
+    head = f"{c['covers']}: {c['level']} risk ({c['text']})"
+    if d is None:
+        return f"{head}; no defence was assessed for it: add one to the config."
+    gaps = (
+        f"; {', '.join(d['gaps'])} {'was' if len(d['gaps']) == 1 else 'were'} not run against it (coverage "
+        f"gap): list {d['defence']} under [defences] for the family so every attack runs against it"
+        if d["gaps"]
+        else ""
+    )
+    if LEVELS.index(d["level"]) < LEVELS.index(c["level"]):
+        return f"{head}; {d['defence']} lowers it to {d['level']} ({d['text']}){_price(costs, d['defence'])}{gaps}."
+    return (
+        f"{head}; the best assessed defence, {d['defence']}, does not lower the level enough "
+        f"({d['level']}: {d['text']}){gaps}: combine measures or restrict the attacker's access."
+    )
+
+
+def recommendations(
+    cells: list[dict[str, Any]], costs: list[dict[str, Any]], model: Mapping[str, Any] | None = None
+) -> list[str]:
     """Short recommended measures derived from the measured risk, the defended models and their costs."""
     out = []
-    for c in cells:
-        if c.get("status") != "measured" or c["level"] == "low":
-            continue
-        d = c.get("defended")
-        head = f"{c['covers']}: {c['level']} risk ({c['text']})"
-        if d is None:
-            out.append(f"{head}; no defence was assessed for it: add one to the config.")
-            continue
-        gaps = (
-            f"; {', '.join(d['gaps'])} {'was' if len(d['gaps']) == 1 else 'were'} not run against it (coverage "
-            f"gap): list {d['defence']} under [defences] for the family so every attack runs against it"
-            if d["gaps"]
-            else ""
+    info = model or {}
+    chance = info.get("chance")
+    if chance is not None and not chance["beats_chance"]:
+        ci = chance["interval"]
+        out.append(
+            f"The model's clean accuracy {info['clean_accuracy']:.1%} (95 % CI {ci['low']:.1%}–{ci['high']:.1%}, "
+            f"n={ci['n']}) does not clearly beat predicting the majority class ({chance['majority_accuracy']:.1%}): "
+            "no risk is rated. Fix the model (training, data, labels) and assess it again."
         )
-        if LEVELS.index(d["level"]) < LEVELS.index(c["level"]):
-            out.append(
-                f"{head}; {d['defence']} lowers it to {d['level']} ({d['text']}){_price(costs, d['defence'])}{gaps}."
-            )
-        else:
-            out.append(
-                f"{head}; the best assessed defence, {d['defence']}, does not lower the level enough "
-                f"({d['level']}: {d['text']}){gaps}: combine measures or restrict the attacker's access."
-            )
+    ranked = verdicts(costs)
+    for c in cells:
+        if c.get("status") != "measured":
+            continue
+        mine = [v for v in ranked if (v["row"], v["column"]) == (c["row"], c["column"])]
+        if c["level"] != "low":
+            out.append(_cell_line(c, costs))
+        out += [verdict_line(c, v) for v in mine if c["level"] != "low" or v["verdict"] == "makes it worse"]
+    for c in cells:
+        if c["status"] == "not measurable":
+            out.append(f"{c['covers']}: not measurable ({c['text']}): raise the number of samples.")
     pending = [c["covers"] for c in cells if c["status"] == "not assessed yet"]
     if pending:
         out.append("Not assessed yet: " + "; ".join(pending) + ". Treat these as open risks.")
@@ -161,6 +283,17 @@ def figures(results: Mapping[str, ScenarioResult], model: Mapping[str, Any]) -> 
     return {k: float(v) for k, v in out.items()}
 
 
+def intervals(results: Mapping[str, ScenarioResult], model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """95 % intervals of the figures whose sample size is known, under the figures' keys."""
+    out: dict[str, dict[str, Any]] = {}
+    chance = model.get("chance")
+    if chance is not None:
+        out["model.clean_accuracy"] = chance["interval"]
+    for key, r in results.items():
+        out.update({k: v.as_dict() for k, v in family_of_key(key).intervals(key, r).items()})
+    return out
+
+
 def legend() -> list[str]:
     """How each family's results are rated, one line per cell rule (from the families' rules)."""
     lines = []
@@ -175,10 +308,12 @@ def build_report(
     cfg: BaseConfig, model: dict[str, Any], results: Mapping[str, ScenarioResult], seconds: float
 ) -> dict[str, Any]:
     """Assemble the report dict that report.json holds and the HTML renders."""
-    cells = matrix(results)
+    chance = model.get("chance")
+    cells = matrix(results, beats_chance=chance is None or bool(chance["beats_chance"]))
     costs = defence_costs(results)
     figs = figures(results, model)
     report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "title": cfg.title,
         "sparring_version": __version__,
         "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -187,7 +322,8 @@ def build_report(
         "model": model,
         "matrix": cells,
         "legend": legend(),
-        "recommendations": recommendations(cells, costs),
+        "recommendations": recommendations(cells, costs, model),
+        "verdicts": verdicts(costs),
         "defence_costs": costs,
     }
     for family in FAMILIES:
@@ -195,5 +331,7 @@ def build_report(
         report.update(extras.report)
         figs.update(extras.figures)
     report["figures"] = figs
+    report["intervals"] = intervals(results, model)
+    report["fail_on"] = []
     report["scenarios"] = {key: r.to_json() for key, r in results.items()}
     return report

@@ -7,19 +7,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sparring import __version__
 from sparring.assess.config import load_config
 from sparring.assess.context import Context, write_json_atomic
 from sparring.assess.executor import Executor, LocalExecutor
-from sparring.assess.gates import parse_gate
+from sparring.assess.families import BY_KEY, FAMILIES
+from sparring.assess.family import Scenario
+from sparring.assess.gates import check_gates, parse_gate
 from sparring.assess.html import render
 from sparring.assess.planner import plan
 from sparring.assess.prepare import prepare
 from sparring.assess.report import build_report
 from sparring.assess.spec import BaseConfig
 from sparring.assess.store import ResultStore
+from sparring.data import Dataset
 from sparring.errors import ConfigError
-from sparring.metrics import accuracy
+from sparring.metrics import accuracy, rate_interval
 from sparring.models import Classifier
 
 
@@ -40,16 +45,17 @@ def assess(
     """
     cfg = config if isinstance(config, BaseConfig) else load_config(config)
     gates = [parse_gate(rule) for rule in fail_on]
-    ctx = prepare(cfg, log)
     scenarios = plan(cfg)
+    check_gates(gates, expected_figures(scenarios), log)
+    ctx = prepare(cfg, log)
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a directory")
     started = time.perf_counter()
     work = out_dir / ".work"
     work.mkdir(parents=True, exist_ok=True)
-    if fresh:
-        for f in work.rglob("*"):
+    if fresh:  # nothing of the earlier run stays: a stale report beside new partial results would mislead
+        for f in [*work.rglob("*"), out_dir / "report.json", out_dir / "report.html"]:
             if f.is_file():
                 f.unlink()
     ctx.workdir = work
@@ -75,15 +81,46 @@ def assess(
     return report, failed
 
 
+def expected_figures(scenarios: list[Scenario]) -> list[str]:
+    """Every figure key (globs allowed) the scenarios will report, known before they run."""
+    out = ["model.clean_accuracy"]
+    for sc in scenarios:
+        out += BY_KEY[sc.family].expected_figures(sc)
+    for f in FAMILIES:
+        out += f.expected_extras([sc for sc in scenarios if sc.family == f.key])
+    return out
+
+
+def chance(clean_accuracy: float, train: Dataset, test: Dataset) -> dict[str, Any]:
+    """Whether a model beats always answering the training set's majority class, beyond its 95 % interval.
+
+    The baseline is that answer's accuracy on the test set; the model beats chance when the
+    Clopper-Pearson interval of its clean accuracy lies wholly above it.
+    """
+    majority = int(torch.bincount(train.y).argmax())
+    baseline = float((test.y == majority).float().mean())
+    ci = rate_interval(clean_accuracy, len(test))
+    return {"majority_accuracy": baseline, "interval": ci.as_dict(), "beats_chance": ci.low > baseline}
+
+
 def _model_info(ctx: Context, target: Classifier, train_seconds: float) -> dict[str, Any]:
-    return {
+    clean = accuracy(target, ctx.test.x, ctx.test.y)
+    odds = chance(clean, ctx.train, ctx.test)
+    info: dict[str, Any] = {
         "name": ctx.model_name,
         "data": ctx.data.name,
         "n_train": len(ctx.train),
         "n_test": len(ctx.test),
         "input_shape": list(ctx.data.input_shape),
         "num_classes": ctx.data.num_classes,
-        "clean_accuracy": accuracy(target, ctx.test.x, ctx.test.y),
+        "clean_accuracy": clean,
+        "chance": odds,
         "train_seconds": train_seconds,
         "inputs": ctx.inputs,
     }
+    if not odds["beats_chance"]:
+        ctx.log(
+            f"warning: clean accuracy {clean:.1%} does not clearly beat the majority class "
+            f"({odds['majority_accuracy']:.1%}); no risk will be rated"
+        )
+    return info

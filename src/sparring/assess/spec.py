@@ -22,6 +22,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Entry(Strict):
+    """One ``[[family]]`` entry; ``name`` (optional) is its stable name in report keys and ``--fail-on`` rules."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
+
+
 def one_of(value: str, accepted: Sequence[str], what: str) -> str:
     """``value`` if it is in ``accepted``, else a ValueError listing them (pydantic adds the key)."""
     if value not in accepted:
@@ -62,7 +68,11 @@ class DataConfig(Strict):
     dataset: str | None = None
     path: str | None = None
     test_path: str | None = None
+    #: CSV only: the label column (a header name or an index; default the last), the delimiter
+    #: (default: the one of , ; or tab that line 1 has) and whether line 1 is a header (default: detected).
     label_column: str | int = -1
+    delimiter: str | None = Field(None, min_length=1, max_length=1)
+    header: bool | None = None
     input_shape: list[int] | None = None
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     bounds: tuple[float, float] = (0.0, 1.0)
@@ -96,6 +106,9 @@ class ModelConfig(Strict):
     onnx: str | None = None
     onnx_output: Literal["logits", "probabilities"] = "logits"
     trusted_types: list[str] = []
+    #: The layer feature-space defences read (``"fc1"``, or ``"head:input"`` for what enters ``head``);
+    #: default: a zoo model's ``penultimate``, else the input of the last ``nn.Linear``.
+    feature_layer: str | None = None
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -116,6 +129,8 @@ class ModelConfig(Strict):
             raise ValueError("give at most one of 'architecture', 'factory', 'sklearn' or 'onnx'")
         if self.weights is not None and self.factory is None:
             raise ValueError("'weights' goes with 'factory' (a function that builds the module)")
+        if self.feature_layer is not None and (self.sklearn is not None or self.onnx is not None):
+            raise ValueError("'feature_layer' names a layer of a PyTorch model; a skops or ONNX model has none")
         return self
 
     @property

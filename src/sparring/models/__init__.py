@@ -10,7 +10,7 @@ from sparring.models.base import (
     check_labels,
     describe_access,
 )
-from sparring.models.hooks import capture, find_layer, layer_features, param_layers
+from sparring.models.hooks import capture, feature_layer, find_layer, layer_features, param_layers
 from sparring.models.io import load_skops, load_torch_model, save_torch_weights
 from sparring.models.onnx_classifier import OnnxClassifier, export_onnx
 from sparring.models.sklearn_classifier import SklearnClassifier
@@ -38,6 +38,7 @@ __all__ = [
     "check_labels",
     "describe_access",
     "export_onnx",
+    "feature_layer",
     "find_layer",
     "layer_features",
     "load_skops",

@@ -117,3 +117,16 @@ def test_p_schedule_and_config_errors() -> None:
     for kwargs in ({"p_init": 0.0}, {"p_init": 1.5}, {"loss": "ce"}, {"max_queries": 0}, {"eps": -1.0}):
         with pytest.raises(ConfigError):
             Square(**kwargs)
+
+
+def test_median_queries_is_absent_when_nothing_succeeded(
+    digits_mlp: TorchClassifier, digits_split: tuple[Dataset, Dataset]
+) -> None:
+    from sparring.attacks.evasion.curve import security_curve
+
+    _, test = digits_split
+    right = digits_mlp.predict_labels(test.x[:40]) == test.y[:40]
+    x, y = test.x[:40][right][:10], test.y[:40][right][:10]  # nothing is broken before the attack starts
+    curve = security_curve(lambda e: Square(eps=e, max_queries=20, seed=0), digits_mlp, x, y, [1e-6])
+    assert curve.points[0].robust_accuracy == 1.0
+    assert curve.points[0].median_queries is None  # "—" in the report, never "0 queries"

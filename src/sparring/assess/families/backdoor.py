@@ -37,14 +37,14 @@ from sparring.assess.context import Artefact, Context, model_artefact
 from sparring.assess.families.transfer_learning import setup_artefact
 from sparring.assess.family import TRAIN_INTEGRITY, Defences, Family, Rating, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import curve_plot, esc, image_grid, muted, pct, png, table
-from sparring.assess.spec import Strict, defences_field, one_of, parses
+from sparring.assess.spec import Entry, Strict, defences_field, one_of, parses
 from sparring.attacks.poisoning import BACKDOOR_ATTACKS, HiddenTrigger, backdoored_teacher
 from sparring.data import Dataset, PoisonedDataset
 from sparring.defenses.data import DATA_DEFENCES, sanitise_and_retrain
 from sparring.defenses.inference import DETECTORS, Purification
 from sparring.defenses.model import FinePruning, FineTuning, InspectionResult, NeuralCleanse
-from sparring.errors import ConfigError
-from sparring.metrics import accuracy, attack_success_rate, detection_rates
+from sparring.errors import ConfigError, InputError
+from sparring.metrics import Interval, accuracy, attack_success_rate, detection_rates, rate_interval
 from sparring.models import Classifier, TorchClassifier, build, param_layers
 from sparring.train import fit
 
@@ -53,6 +53,8 @@ ATTACKS = ("badnets", "blended", "hidden_trigger", "teacher")
 #: Attacks on a student of a public teacher rather than on the assessed model's training data.
 TRANSFER_ATTACKS = ("hidden_trigger", "teacher")
 SANITISERS = ("activation_clustering", "spectral_signatures", "autoencoder")
+#: Sanitisers that read the model's features ([model] feature_layer).
+FEATURE_SPACE = ("activation_clustering", "spectral_signatures")
 FILTERS = ("strip", "random_masking")
 INSPECTORS = ("neural_cleanse", "tabor")
 REPAIRS = ("fine_pruning", "fine_tuning", "unlearning")
@@ -87,7 +89,7 @@ class LearningCurveConfig(Strict):
         return sorted(v)
 
 
-class BackdoorSpec(Strict):
+class BackdoorSpec(Entry):
     """A backdoor attack on the training data, against the model and each listed defence.
 
     ``badnets`` stamps a white patch (Gu et al. 2017), ``blended`` blends a noise pattern at
@@ -154,6 +156,8 @@ class BackdoorResult(ScenarioResult):
     clean_accuracy: float
     asr: float
     triggered_accuracy: float
+    #: Test inputs the trigger was tried on (those not of the target class): the ASR's sample size.
+    n_triggered: int | None = None
     clean_model_accuracy: float | None = None
     clean_model_asr: float | None = None
     examples: list[Any] | None = None
@@ -302,6 +306,7 @@ def _figures(ctx: Context, clf: Classifier, v: Victim) -> dict[str, float]:
         "clean_accuracy": accuracy(clf, ctx.test.x, ctx.test.y),
         "asr": attack_success_rate(clf, tried.x, tried.y, data.trigger, aim),
         "triggered_accuracy": accuracy(clf, data.trigger.apply(tried.x[keep]), tried.y[keep]),
+        "n_triggered": int(keep.sum()),
     }
 
 
@@ -377,7 +382,8 @@ def inspection_artefact(
 def _sanitise(ctx: Context, sc: Scenario, v: Victim) -> dict[str, Any]:
     assert sc.defence is not None
     # epsilon: the poison rate the defender budgets for (Tran et al. use the true rate as the bound)
-    detector = DATA_DEFENCES.build(sc.defence, seed=ctx.seed, epsilon=max(_spec(sc).poison_fraction, 0.01))
+    layer = {"layer": ctx.feature_layer()} if sc.defence in FEATURE_SPACE else {}
+    detector = DATA_DEFENCES.build(sc.defence, seed=ctx.seed, epsilon=max(_spec(sc).poison_fraction, 0.01), **layer)
     ctx.log(f"    {sc.defence}: detecting and retraining")
     result = sanitise_and_retrain(detector, v.data, v.classifier, ctx.build_model, ctx.train_config())
     rates = detection_rates(result.flagged, v.data.poison_mask)
@@ -707,8 +713,14 @@ class BackdoorFamily(Family[BackdoorSpec, BackdoorResult]):
                 raise ConfigError(f"backdoor[{index}].{name}: class {c} does not exist (the data has {k})")
         if entry.attack != "blended" and len(ctx.data.input_shape) != 3:
             raise ConfigError(
-                f"{entry.attack} stamps a patch trigger on images [C, H, W]; the data is not image-shaped"
+                f"backdoor[{index}]: {entry.attack} stamps a patch trigger on images [C, H, W]; the data is not "
+                "image-shaped (attack = \"blended\" blends a trigger into feature vectors)"
             )
+        if any(d in FEATURE_SPACE for d in [*entry.defences, *ctx.config.family_defences(self.key)]):
+            try:
+                ctx.feature_layer()
+            except InputError as e:
+                raise InputError(f"backdoor[{index}]: {e}") from None
 
     def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         return [victim_artefact(ctx, sc)]
@@ -738,10 +750,19 @@ class BackdoorFamily(Family[BackdoorSpec, BackdoorResult]):
         return BackdoorResult(**common, defence_type=kind, before=before, **figures)
 
     def rate(self, result: BackdoorResult) -> Rating:
-        return rated(RULE, result.asr, f"ASR {result.asr:.1%}, clean accuracy {result.clean_accuracy:.1%}")
+        n = result.n_triggered
+        ci = rate_interval(result.asr, n) if n else None
+        return rated(RULE, result.asr, f"ASR {result.asr:.1%}, clean accuracy {result.clean_accuracy:.1%}", ci)
+
+    def intervals(self, key: str, result: BackdoorResult) -> dict[str, Interval]:
+        n = result.n_triggered
+        return {f"{key}.asr": rate_interval(result.asr, n)} if n else {}
 
     def figures(self, key: str, result: BackdoorResult) -> dict[str, float]:
         return headline_figures(key, result)
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        return expected_headlines(sc)
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
         return _html(list(results.values())) if results else ""
@@ -769,6 +790,11 @@ def headline_figures(key: str, result: BaseModel) -> dict[str, float]:
     for p in getattr(result, "learning_curve", None) or []:
         out[f"{key}.asr@beta={p['beta']:g},wd={p['weight_decay']:g}"] = float(p["asr"])
     return out
+
+
+def expected_headlines(sc: Scenario) -> list[str]:
+    """The figure keys :func:`headline_figures` can give for ``sc``."""
+    return [*(f"{sc.key}.{name}" for name in HEADLINES), f"{sc.key}.asr@beta=*"]
 
 
 FAMILY = BackdoorFamily()

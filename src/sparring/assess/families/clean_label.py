@@ -21,11 +21,11 @@ from torch import nn
 
 from sparring.assess.artefacts import load_module, save_json, save_module
 from sparring.assess.context import Artefact, Context
-from sparring.assess.families.backdoor import headline_figures
+from sparring.assess.families.backdoor import expected_headlines, headline_figures
 from sparring.assess.families.transfer_learning import setup_artefact
 from sparring.assess.family import TRAIN_INTEGRITY, Family, Rating, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import esc, pct, png, table
-from sparring.assess.spec import Strict, one_of
+from sparring.assess.spec import Entry, one_of
 from sparring.attacks.poisoning import CLEAN_LABEL_ATTACKS
 from sparring.attacks.poisoning.clean_label import CleanLabelResult, evaluate_clean_label, train_surrogates
 from sparring.errors import ConfigError
@@ -34,7 +34,7 @@ from sparring.models import build
 RULE = Rule("share of targets misclassified as intended", medium=0.1, high=0.5)
 
 
-class CleanLabelSpec(Strict):
+class CleanLabelSpec(Entry):
     """Clean-label targeted poisoning in the transfer-learning setting.
 
     The attacker adds correctly labelled images of ``base_class`` whose features collide with
@@ -243,6 +243,9 @@ class CleanLabelFamily(Family[CleanLabelSpec, CleanLabelScenarioResult]):
 
     def figures(self, key: str, result: CleanLabelScenarioResult) -> dict[str, float]:
         return headline_figures(key, result)
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        return expected_headlines(sc)
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
         return _html(list(results.values())) if results else ""

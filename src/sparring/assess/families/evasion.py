@@ -36,7 +36,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, pct, png, table, tag
-from sparring.assess.spec import Strict, defences_field, listify, one_of, parses, sorted_nonnegative
+from sparring.assess.spec import Entry, Strict, defences_field, listify, one_of, parses, sorted_nonnegative
 from sparring.attacks.evasion import (
     BPDA,
     EVASION_ATTACKS,
@@ -55,7 +55,7 @@ from sparring.data import Dataset
 from sparring.defenses.inference import TRANSFORMS, FeatureSqueezing, parse_transform
 from sparring.defenses.training import AdversarialTraining
 from sparring.errors import ConfigError
-from sparring.metrics import accuracy
+from sparring.metrics import Interval, accuracy, per_query_ms, rate_interval
 from sparring.models import (
     ARCHITECTURES,
     Access,
@@ -123,7 +123,7 @@ class FeatureSqueezingConfig(Strict):
         return v
 
 
-class EvasionSpec(Strict):
+class EvasionSpec(Entry):
     """One evasion attack swept over epsilons, against the model and each listed defence."""
 
     attack: str
@@ -262,6 +262,8 @@ class EvasionCurveResult(ScenarioResult):
     flags: list[SanityFlag] | None = None
     teacher_accuracy: float | None = None
     targeted: bool | None = None
+    #: Wall time an inference-time defence adds per query, in ms (median of repeated timings).
+    query_ms: float | None = None
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -443,11 +445,13 @@ def sweep(
     """The entry's security curve on ``clf``; with ``adaptive`` the attack runs through BPDA (EOT over draws)."""
     randomized = isinstance(clf, TransformedClassifier) and clf.transform.randomized
 
+    def checkpoint(eps: float) -> Path | None:
+        if ctx.workdir is None or ev.attack != "autoattack":
+            return None
+        return ctx.workdir / "checkpoints" / f"{key}{'-adaptive' if adaptive else ''}-{eps:g}.pt"
+
     def attack_at(eps: float) -> EvasionAttack:
-        checkpoint = None
-        if ctx.workdir is not None and ev.attack == "autoattack":
-            checkpoint = ctx.workdir / "checkpoints" / f"{key}{'-adaptive' if adaptive else ''}-{eps:g}.pt"
-        attack = make_attack(ev, eps, ctx.seed, surrogate, checkpoint, randomized)
+        attack = make_attack(ev, eps, ctx.seed, surrogate, checkpoint(eps), randomized)
         return BPDA(attack, eot_samples=eot_samples) if adaptive else attack
 
     def fresh_draw(result: EvasionResult) -> Tensor:
@@ -456,7 +460,11 @@ def sweep(
         return clf.predict_labels(result.x_adv) != test.y
 
     judge = fresh_draw if randomized and not adaptive else None  # BPDA judges on a fresh draw itself
-    return security_curve(attack_at, clf, test.x, test.y, ev.eps, judge=judge, log=ctx.log)
+    curve = security_curve(attack_at, clf, test.x, test.y, ev.eps, judge=judge, log=ctx.log)
+    for eps in ev.eps:  # the curve is complete: its checkpoints have served (the result store keeps it)
+        if (path := checkpoint(eps)) is not None:
+            path.unlink(missing_ok=True)
+    return curve
 
 
 def _detection(
@@ -535,7 +543,21 @@ def rate_curve(result: EvasionCurveResult) -> Rating:
         what = "robust accuracy with the detector"
     clean = result.clean_accuracy
     loss = max(0.0, 1.0 - robust / clean) if clean > 0 else 1.0
-    return rated(RULE, loss, f"{what} {robust:.1%} at eps {eps:g} (clean {clean:.1%})")
+    ci = rate_interval(robust, result.samples) if result.samples > 0 and clean > 0 else None
+    lost = (  # the robust-accuracy interval mapped through 1 - robust / clean (clean held at its value)
+        Interval(max(0.0, 1 - ci.high / clean), max(0.0, 1 - ci.low / clean), ci.n, ci.method) if ci else None
+    )
+    return rated(RULE, loss, f"{what} {robust:.1%} at eps {eps:g} (clean {clean:.1%})", lost)
+
+
+def curve_intervals(key: str, r: EvasionCurveResult) -> dict[str, Interval]:
+    """Clopper-Pearson intervals of the clean and robust accuracies (``samples`` inputs each)."""
+    if r.samples <= 0:
+        return {}
+    out = {f"{key}.clean_accuracy": rate_interval(r.clean_accuracy, r.samples)}
+    for p in r.points:
+        out[f"{key}.robust_accuracy@{p.eps:g}"] = rate_interval(p.robust_accuracy, r.samples)
+    return out
 
 
 def curve_figures(key: str, r: EvasionCurveResult) -> dict[str, float]:
@@ -551,6 +573,12 @@ def curve_figures(key: str, r: EvasionCurveResult) -> dict[str, float]:
     return out
 
 
+def expected_curve_figures(key: str, eps: Sequence[float]) -> list[str]:
+    """The figure keys :func:`curve_figures` can give for a sweep over ``eps``."""
+    names = ("robust_accuracy", "naive_robust_accuracy", "adaptive_robust_accuracy", "detection_rate")
+    return [f"{key}.clean_accuracy", *(f"{key}.{n}@{e:g}" for e in eps for n in names)]
+
+
 def curve_cost(key: str, r: EvasionCurveResult, base: EvasionCurveResult) -> CostRow:
     """Clean accuracy before and after; training time for a retrained model."""
     if r.defence_type == "training":
@@ -560,7 +588,9 @@ def curve_cost(key: str, r: EvasionCurveResult, base: EvasionCurveResult) -> Cos
     if r.detection is not None:
         note += f"; flags {r.detection.fpr:.1%} of clean inputs"
     before, after = rate_curve(base), rate_curve(r)
-    return CostRow(key, str(r.defence), before, after, base.clean_accuracy, r.clean_accuracy, seconds, note)
+    return CostRow(
+        key, str(r.defence), before, after, base.clean_accuracy, r.clean_accuracy, seconds, note, r.query_ms
+    )
 
 
 def worst_case(results: Sequence[EvasionCurveResult]) -> list[dict[str, Any]]:
@@ -617,7 +647,15 @@ def evaluation_flags(results: Mapping[str, EvasionCurveResult]) -> list[dict[str
         curves = {key: [(p.eps, p.attack_robust_accuracy) for p in r.points] for key, r in items}
         black_box = {key for key, r in items if r.black_box}
         clean = items[0][1].clean_accuracy
-        for found in curve_flags(clean, curves, black_box):
+        common = set.intersection(*(set(r.sample_index) for _, r in items))
+        broken = {  # per attack and eps, the shared samples it broke (for the paired test)
+            key: {
+                p.eps: {s for s, at in zip(r.sample_index, r.broken_at, strict=True) if 0 <= at <= i and s in common}
+                for i, p in enumerate(r.points)
+            }
+            for key, r in items
+        }
+        for found in curve_flags(clean, curves, black_box, broken=broken):
             out.append({"scenario": ", ".join(k for k, _ in items), "model": model, **asdict(found)})
     return out
 
@@ -909,6 +947,9 @@ class EvasionFamily(Family[EvasionSpec, EvasionCurveResult]):
                 adaptive = f"BPDA{' + EOT x' + str(eot) if eot > 1 else ''}"
             else:
                 adaptive = "not needed: the attack only queries the defended pipeline"
+        query_ms = None
+        if d.kind == "inference":
+            query_ms = max(0.0, per_query_ms(d.classifier, test.x) - per_query_ms(ctx.target()[0], test.x))
         detection = None
         if d.detector is not None:
             detection = _detection(ctx, ev, d.classifier, d.detector, test, curve)
@@ -935,6 +976,7 @@ class EvasionFamily(Family[EvasionSpec, EvasionCurveResult]):
             broken_at=broken_at.tolist(),
             adaptive=adaptive,
             detection=detection,
+            query_ms=query_ms,
             flags=sanity(ctx, d.classifier, d.model, test, ev.norm) if ev.sanity_checks else None,
         )
 
@@ -943,6 +985,17 @@ class EvasionFamily(Family[EvasionSpec, EvasionCurveResult]):
 
     def figures(self, key: str, result: EvasionCurveResult) -> dict[str, float]:
         return curve_figures(key, result)
+
+    def intervals(self, key: str, result: EvasionCurveResult) -> dict[str, Interval]:
+        return curve_intervals(key, result)
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        assert isinstance(sc.spec, EvasionSpec)
+        return expected_curve_figures(sc.key, sc.spec.eps)
+
+    def expected_extras(self, scenarios: Sequence[Scenario]) -> list[str]:
+        eps = sorted({e for sc in scenarios if isinstance(sc.spec, EvasionSpec) for e in sc.spec.eps})
+        return [f"evasion.worst_case.*.robust_accuracy@{e:g}" for e in eps]
 
     def cost(self, key: str, result: EvasionCurveResult, base: EvasionCurveResult) -> CostRow:
         return curve_cost(key, result, base)

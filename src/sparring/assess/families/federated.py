@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sparring.assess.artefacts import load_module, save_json, save_module
 from sparring.assess.context import Artefact, Context
-from sparring.assess.families.backdoor import headline_figures
+from sparring.assess.families.backdoor import expected_headlines, headline_figures
 from sparring.assess.family import (
     TRAIN_AVAILABILITY,
     TRAIN_INTEGRITY,
@@ -36,7 +36,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, pct, table
-from sparring.assess.spec import Strict, defences_field, one_of, parses
+from sparring.assess.spec import Entry, defences_field, one_of, parses
 from sparring.attacks.poisoning import FEDERATED_ATTACKS, BadNets, LabelFlipClient, ModelReplacementClient
 from sparring.data import Dataset, Trigger
 from sparring.defenses.training import AGGREGATORS
@@ -57,7 +57,7 @@ REPLACEMENT_RULE = Rule("attack success rate (ASR)", medium=0.1, high=0.5)
 FLIP_RULE = Rule("relative accuracy drop", medium=0.05, high=0.2)
 
 
-class FederatedSpec(Strict):
+class FederatedSpec(Entry):
     """A FedAvg simulation with malicious clients and robust aggregation.
 
     ``clients`` train the configured architecture on an ``iid`` or ``dirichlet:ALPHA`` split
@@ -350,6 +350,9 @@ class FederatedFamily(Family[FederatedSpec, FederatedScenarioResult]):
 
     def figures(self, key: str, result: FederatedScenarioResult) -> dict[str, float]:
         return headline_figures(key, result)
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        return expected_headlines(sc)
 
     def cost(self, key: str, result: FederatedScenarioResult, base: FederatedScenarioResult) -> CostRow:
         row = super().cost(key, result, base)

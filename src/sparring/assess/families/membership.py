@@ -26,18 +26,19 @@ from sparring.assess.family import (
     Rule,
     Scenario,
     ScenarioResult,
+    not_measurable,
     rated,
 )
 from sparring.assess.htmlkit import esc, pct, png, table
-from sparring.assess.spec import Strict, defences_field, one_of, parses
+from sparring.assess.spec import Entry, defences_field, one_of, parses
 from sparring.attacks.privacy import MEMBERSHIP_ATTACKS, evaluate_membership
 from sparring.defenses.inference import HARDENING
-from sparring.metrics import accuracy
+from sparring.metrics import Interval, accuracy, auc_interval, per_query_ms, rate_interval
 
 RULE = Rule("TPR at 1 % FPR", medium=0.02, high=0.1, note="chance is 1 %")
 
 
-class MembershipSpec(Strict):
+class MembershipSpec(Entry):
     """Membership inference on the model's training set."""
 
     attack: str = "loss_threshold"
@@ -71,6 +72,8 @@ class MembershipScenarioResult(ScenarioResult):
     balanced_accuracy: float
     fpr: list[float]
     tpr: list[float]
+    #: Wall time the output hardening adds per query, in ms (median of repeated timings).
+    query_ms: float | None = None
 
 
 def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = 400) -> tuple[list[float], list[float]]:
@@ -167,8 +170,10 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
         mc = sc.spec
         assert isinstance(mc, MembershipSpec)
         clf, _ = ctx.target()
+        query_ms = None
         if sc.defence is not None:
-            clf = HARDENING.build(sc.defence).wrap(clf)
+            target, clf = clf, HARDENING.build(sc.defence).wrap(clf)
+            query_ms = max(0.0, per_query_ms(clf, ctx.test.x) - per_query_ms(target, ctx.test.x))
         r = evaluate_membership(clf, ctx.train, ctx.test, attack=mc.attack, n=mc.samples, seed=ctx.seed)
         fpr, tpr = _thin(r.roc.fpr, r.roc.tpr)
         return MembershipScenarioResult.model_validate(
@@ -188,12 +193,29 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
                 **r.roc.as_dict(),
                 "fpr": fpr,
                 "tpr": tpr,
+                "query_ms": query_ms,
             }
         )
 
     def rate(self, result: MembershipScenarioResult) -> Rating:
-        tpr = result.tpr_at_1_fpr
-        return rated(RULE, tpr, f"TPR {tpr:.1%} at 1% FPR, AUC {result.auc:.3f}")
+        tpr, n = result.tpr_at_1_fpr, result.n_non_members
+        if n < RESOLVES_1PCT:
+            return not_measurable(
+                tpr, f"TPR at 1% FPR not measurable with {n} non-members (needs {RESOLVES_1PCT}); AUC {result.auc:.3f}"
+            )
+        return rated(RULE, tpr, f"TPR {tpr:.1%} at 1% FPR, AUC {result.auc:.3f}", rate_interval(tpr, result.n_members))
+
+    def intervals(self, key: str, result: MembershipScenarioResult) -> dict[str, Interval]:
+        if result.n_members < 1 or result.n_non_members < 1:
+            return {}
+        out = {f"{key}.auc": auc_interval(result.auc, result.n_members, result.n_non_members)}
+        for name, value, needs in (
+            ("tpr_at_1%_fpr", result.tpr_at_1_fpr, RESOLVES_1PCT),
+            ("tpr_at_0.1%_fpr", result.tpr_at_01_fpr, 10 * RESOLVES_1PCT),
+        ):
+            if result.n_non_members >= needs:
+                out[f"{key}.{name}"] = rate_interval(value, result.n_members)
+        return out
 
     def figures(self, key: str, result: MembershipScenarioResult) -> dict[str, float]:
         return {
@@ -203,6 +225,10 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
             f"{key}.balanced_accuracy": result.balanced_accuracy,
         }
 
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        names = ("auc", "tpr_at_0.1%_fpr", "tpr_at_1%_fpr", "balanced_accuracy")
+        return [f"{sc.key}.{n}" for n in names]
+
     def cost(self, key: str, result: MembershipScenarioResult, base: MembershipScenarioResult) -> CostRow:
         row = super().cost(key, result, base)
         return dataclasses.replace(row, seconds_note="inference-time wrapper; no training cost")
@@ -210,5 +236,8 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
         return _html(list(results.values())) if results else ""
 
+
+#: Non-members needed before a false-positive rate of 1 % can be told from 0 (one false positive in 100).
+RESOLVES_1PCT = 100
 
 FAMILY = MembershipFamily()

@@ -29,7 +29,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, pct, table
-from sparring.assess.spec import Strict, defences_field, listify, one_of, parses
+from sparring.assess.spec import Entry, defences_field, listify, one_of, parses
 from sparring.attacks.poisoning import POISONING_ATTACKS
 from sparring.attacks.poisoning.gradient import LINEAR_MODELS, RandomFlipCopies, fit_linear
 from sparring.attacks.poisoning.label_flip import RandomLabelFlip
@@ -43,7 +43,7 @@ from sparring.models import Classifier
 RULE = Rule("relative accuracy drop at the largest poison fraction", medium=0.05, high=0.2)
 
 
-class PoisoningSpec(Strict):
+class PoisoningSpec(Entry):
     """Availability poisoning of the training data, swept over poison fractions.
 
     ``label_flip`` flips random labels; ``targeted_label_flip`` flips ``source`` to
@@ -312,6 +312,10 @@ class PoisoningFamily(Family[PoisoningSpec, PoisoningResult]):
             if p.random_accuracy is not None:
                 out[f"{key}.random_flip_accuracy@{p.fraction:g}"] = p.random_accuracy
         return out
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        assert isinstance(sc.spec, PoisoningSpec)
+        return [f"{sc.key}.{n}@{f:g}" for f in sc.spec.fraction for n in ("accuracy", "random_flip_accuracy")]
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
         return _html(list(results.values())) if results else ""

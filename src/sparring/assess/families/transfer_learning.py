@@ -30,22 +30,24 @@ from sparring.assess.families.evasion import (
     EvasionCurveResult,
     curve_cost,
     curve_figures,
+    curve_intervals,
     curves_html,
     evaluation_set,
+    expected_curve_figures,
     points_of,
     rate_curve,
 )
 from sparring.assess.family import TEST_INTEGRITY, CostRow, Defences, Family, Rating, Scenario
-from sparring.assess.spec import Strict, defences_field, listify, parses, sorted_nonnegative
+from sparring.assess.spec import Entry, defences_field, listify, parses, sorted_nonnegative
 from sparring.attacks.evasion import PGD, EvasionAttack, EvasionResult, InternalMimicry, Transfer, security_curve
 from sparring.defenses.training.dissimilarity import TeacherDissimilarity
-from sparring.metrics import accuracy
+from sparring.metrics import Interval, accuracy
 from sparring.models import Access, TorchClassifier
 from sparring.train import TrainConfig, fit
 from sparring.transfer import SetupWeights, TransferSetup, transfer_learning_setup
 
 
-class TransferLearningSpec(Strict):
+class TransferLearningSpec(Entry):
     """The transfer-learning case (BSI): adversarial examples crafted on a public teacher, tried on its student.
 
     sparring trains the teacher on one part of the training data and fine-tunes a student
@@ -231,6 +233,13 @@ class TransferLearningFamily(Family[TransferLearningSpec, EvasionCurveResult]):
 
     def figures(self, key: str, result: EvasionCurveResult) -> dict[str, float]:
         return curve_figures(key, result)
+
+    def intervals(self, key: str, result: EvasionCurveResult) -> dict[str, Interval]:
+        return curve_intervals(key, result)
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        assert isinstance(sc.spec, TransferLearningSpec)
+        return expected_curve_figures(sc.key, sc.spec.eps)
 
     def cost(self, key: str, result: EvasionCurveResult, base: EvasionCurveResult) -> CostRow:
         return curve_cost(key, result, base)

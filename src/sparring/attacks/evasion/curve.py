@@ -120,7 +120,7 @@ def security_curve(
             point.query_budgets = query_budgets(int(result.sample_queries.max()) if len(x) else 1)
             point.query_success = success_by_queries(result, point.query_budgets)
             ok = result.success
-            point.median_queries = float(result.sample_queries[ok].float().median()) if bool(ok.any()) else 0.0
+            point.median_queries = float(result.sample_queries[ok].float().median()) if bool(ok.any()) else None
         points.append(point)
         results.append(result)
     return SecurityCurve(points, broken_at, results)

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from sparring.attacks.evasion.gradient import PGD
 from sparring.attacks.evasion.norms import Norm, get_norm
+from sparring.metrics import paired_p_value
 from sparring.models import Access, Classifier, check_batch, check_labels
 
 Severity = Literal["info", "warning", "error"]
@@ -133,6 +134,8 @@ def curve_flags(
     curves: Mapping[str, Sequence[tuple[float, float]]],
     black_box: Set[str] = frozenset(),
     tol: float = 0.01,
+    broken: Mapping[str, Mapping[float, Set[int]]] | None = None,
+    alpha: float = 0.05,
 ) -> list[Flag]:
     """Flag robustness curves that contradict each other.
 
@@ -140,7 +143,10 @@ def curve_flags(
     the attacks without gradient access. Flags: accuracy at eps 0 differs from
     ``clean_accuracy``; accuracy above clean accuracy or rising with eps; at some eps a
     black-box attack beats every white-box one (a sign the gradients mislead; Carlini et al.
-    2019). Differences up to ``tol`` are ignored.
+    2019). Differences up to ``tol`` are ignored. With ``broken`` (per attack and eps, the
+    ids of the samples it broke, on the same samples) the black-box finding is an error only
+    when an exact McNemar test on the samples one attack broke and the other did not is
+    significant at ``alpha``; otherwise it is a warning asking for a stronger white-box run.
     """
     flags: list[Flag] = []
     best: dict[float, dict[bool, float]] = {}
@@ -181,15 +187,44 @@ def curve_flags(
     for eps in sorted(best):
         slot = best[eps]
         if True in slot and False in slot and slot[True] < slot[False] - tol:
-            flags.append(
-                Flag(
-                    "black-box-stronger",
-                    "error",
-                    f"at eps {eps:g} a black-box attack reaches {slot[True]:.1%} robust accuracy, below every "
-                    f"white-box attack ({slot[False]:.1%}): the gradients are likely masked",
-                )
+            what = (
+                f"at eps {eps:g} a black-box attack reaches {slot[True]:.1%} robust accuracy, below every "
+                f"white-box attack ({slot[False]:.1%})"
             )
+            p = _paired(curves, black_box, broken, eps) if broken is not None else None
+            if p is None or p < alpha:
+                sig = f" (exact McNemar p = {p:.2g})" if p is not None else ""
+                flags.append(Flag("black-box-stronger", "error", f"{what}{sig}: the gradients are likely masked"))
+            else:
+                flags.append(
+                    Flag(
+                        "black-box-stronger-not-significant",
+                        "warning",
+                        f"{what}, but the difference is not significant on these samples (exact McNemar p = {p:.2g}): "
+                        "rerun the white-box attack with more steps or restarts before ruling out gradient masking",
+                    )
+                )
     return flags
+
+
+def _paired(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    black_box: Set[str],
+    broken: Mapping[str, Mapping[float, Set[int]]],
+    eps: float,
+) -> float | None:
+    """Exact McNemar p-value of the strongest black-box against the strongest white-box attack at ``eps``."""
+
+    def strongest(names: list[str]) -> str | None:
+        at = {n: a for n in names for e, a in curves[n] if e == eps and eps in broken.get(n, {})}
+        return min(at, key=lambda n: at[n]) if at else None
+
+    bb = strongest([n for n in curves if n in black_box])
+    wb = strongest([n for n in curves if n not in black_box])
+    if bb is None or wb is None:
+        return None
+    b, w = broken[bb][eps], broken[wb][eps]
+    return paired_p_value(len(b - w), len(w - b))
 
 
 def large_eps_flags(
