@@ -66,6 +66,9 @@ def test_family_plans_runs_rates_and_gates(family: Family[Any, Any], runs: dict[
         expected = family.expected_figures(next(s for s in scenarios if s.key == key))
         unforeseen = [k for k in figures if not any(fnmatch.fnmatchcase(k, e) for e in expected)]
         assert not unforeseen, f"{key}: expected_figures misses {unforeseen} (--fail-on is checked against it)"
+        for k, ci in family.intervals(key, result).items():  # an interval belongs to a figure and holds it
+            assert k in figures and ci.low - 1e-9 <= figures[k] <= ci.high + 1e-9 and ci.n > 0, (k, ci)
+            assert report["intervals"][k]["n"] == ci.n
         name = next(iter(figures))
         assert parse_gate(f"{name}>=-1").check(report["figures"])["failed"]  # --fail-on can gate it
         assert not parse_gate(f"{name}<-1").check(report["figures"])["failed"]

@@ -29,6 +29,7 @@ from sparring.assess.spec import Entry, one_of
 from sparring.attacks.poisoning import CLEAN_LABEL_ATTACKS
 from sparring.attacks.poisoning.clean_label import CleanLabelResult, evaluate_clean_label, train_surrogates
 from sparring.errors import ConfigError
+from sparring.metrics import Interval, rate_interval
 from sparring.models import build
 
 RULE = Rule("share of targets misclassified as intended", medium=0.1, high=0.5)
@@ -239,7 +240,12 @@ class CleanLabelFamily(Family[CleanLabelSpec, CleanLabelScenarioResult]):
     def rate(self, result: CleanLabelScenarioResult) -> Rating:
         hit = result.success_rate
         knowledge = result.params["knowledge"]
-        return rated(RULE, hit, f"{result.attack} ({knowledge}) succeeds on {hit:.0%} of targets")
+        ci = rate_interval(hit, result.n_targets) if result.n_targets else None
+        return rated(RULE, hit, f"{result.attack} ({knowledge}) succeeds on {hit:.0%} of targets", ci)
+
+    def intervals(self, key: str, result: CleanLabelScenarioResult) -> dict[str, Interval]:
+        n = result.n_targets
+        return {f"{key}.success_rate": rate_interval(result.success_rate, n)} if n else {}
 
     def figures(self, key: str, result: CleanLabelScenarioResult) -> dict[str, float]:
         return headline_figures(key, result)
