@@ -36,6 +36,8 @@ def test_report_covers_the_threat_matrix(quick_report: tuple[Path, dict[str, Any
         assert cells[cell]["status"] == "measured"
         assert cells[cell]["level"] in ("low", "medium", "high")
     assert "not assessed yet" in page
+    summary = (out / "report.md").read_text().splitlines()
+    assert len(summary) < 60 and any(line.startswith("| test-time inputs / integrity |") for line in summary)
 
 
 def test_attacks_and_defences_change_the_figures(quick_report: tuple[Path, dict[str, Any]]) -> None:

@@ -29,12 +29,29 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     from sparring.assess import assess
 
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    junit = getattr(args, "junit", None)
+    if junit is not None and not Path(junit).parent.is_dir():
+        raise SparringError(f"--junit {junit}: the folder {Path(junit).parent} does not exist")
     report, failed = assess(args.config, args.out, fail_on=args.fail_on or [], fresh=args.fresh, log=log)
     for gate in report.get("fail_on", []):
         status = "FAILED" if gate["failed"] else "passed"
         values = ", ".join(f"{k}={v:.4g}" for k, v in gate["values"].items())
         print(f"gate {gate['rule']}: {status} ({values})", file=sys.stderr)
+    if junit is not None:
+        from sparring.assess.markdown import junit_xml
+
+        Path(junit).write_text(junit_xml(report, args.junit_level))
     return EXIT_GATE_FAILED if failed else 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from sparring.assess.diff import compare, load_report, parse_regression, render
+
+    rules = [parse_regression(r) for r in args.fail_on_regression or []]
+    old, new = load_report(args.old), load_report(args.new)
+    regressions = [row for rule in rules for row in rule.failing(old, new)]
+    print(render(compare(old, new), regressions, args.format), end="")
+    return EXIT_GATE_FAILED if regressions else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -42,7 +59,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = _examples_dir() / name
     if not config.is_file():
         raise SparringError(f"the demo config {config} is missing; run the demo from a checkout of sparring")
-    args.config, args.fail_on, args.fresh = str(config), [], False
+    args.config, args.fail_on, args.fresh, args.junit = str(config), [], False, None
     return _cmd_assess(args)
 
 
@@ -76,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if a figure crosses a threshold, e.g. 'robust_accuracy@0.1<0.5' (repeatable)",
     )
     a.add_argument("--fresh", action="store_true", help="ignore stored results and models from an earlier run")
+    a.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per gate and per matrix cell")
+    a.add_argument(
+        "--junit-level",
+        choices=("low", "medium", "high"),
+        default="high",
+        help="a matrix cell fails in the JUnit file at this risk level and above (default: high)",
+    )
     a.add_argument("--quiet", action="store_true", help="no progress messages")
     a.set_defaults(func=_cmd_assess)
     d = sub.add_parser("demo", help="assess the built-in MNIST demo config into ./sparring-report")
@@ -83,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="run the under-a-minute config on the digits data")
     d.add_argument("--quiet", action="store_true", help="no progress messages")
     d.set_defaults(func=_cmd_demo)
+    df = sub.add_parser("diff", help="compare two assessments (report.json files or output folders)")
+    df.add_argument("old", help="the earlier report.json or output folder")
+    df.add_argument("new", help="the later report.json or output folder")
+    df.add_argument("--format", choices=("text", "md", "json"), default="text", help="output format (default: text)")
+    df.add_argument(
+        "--fail-on-regression",
+        action="append",
+        metavar="RULE",
+        help="exit 1 if a figure got worse by more than DELTA, e.g. 'evasion.*.robust_accuracy@0.1>0.02' (repeatable)",
+    )
+    df.set_defaults(func=_cmd_diff)
     ls = sub.add_parser("list", help="list datasets, architectures, attacks and defences")
     ls.set_defaults(func=_cmd_list)
     return p

@@ -11,6 +11,7 @@ from typing import Any
 
 from sparring.assess.families import FAMILIES, family_of_key
 from sparring.assess.family import COLUMNS, ROWS
+from sparring.assess.frameworks import describe
 from sparring.assess.htmlkit import COLOURS, CSS, esc, pct, table, tag
 
 
@@ -38,6 +39,9 @@ def _matrix(cells: list[dict[str, Any]]) -> str:
                 inner = f"<b>{esc(c['covers'])}</b><br>{esc(status)}"
                 if c.get("text"):
                     inner += f": {esc(c['text'])}"
+            ids = c.get("frameworks")
+            if ids:
+                inner += f'<br><span class="muted">{esc(describe(ids))}</span>'
             tds.append(f'<td style="background:{colour}">{inner}</td>')
         rows.append(f"<tr><th>{esc(r)}</th>{''.join(tds)}</tr>")
     head = "<tr><th>attacker can touch</th>" + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr>"
@@ -93,6 +97,22 @@ def _costs(costs: list[dict[str, Any]]) -> str:
     )
 
 
+def _coverage(report: dict[str, Any]) -> str:
+    fw = report.get("frameworks")
+    if not fw:
+        return ""
+    rows = [
+        [esc(r["id"]), esc(r["name"]), esc(", ".join(r["threats"])), "assessed" if r["assessed"] else "not assessed"]
+        for r in fw["coverage"]
+    ]
+    versions = "; ".join(esc(v) for v in fw["versions"].values())
+    return (
+        "<h2>Framework coverage</h2><p>The MITRE ATLAS techniques of the threat matrix and whether this assessment "
+        f"ran an attack for them. Identifiers from: {versions}.</p>"
+        + table(["ATLAS", "technique", "threats", "this assessment"], rows)
+    )
+
+
 def _values(values: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in values.items())
 
@@ -141,6 +161,7 @@ Rules: {esc(rules)}.</p>
 {gate}
 {sections(report)}
 {_costs(report["defence_costs"])}
+{_coverage(report)}
 <h2>Figures</h2>
 {table(["figure", "value"], [[esc(k), f"{v:.4f}"] for k, v in report["figures"].items()])}
 </body></html>

@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from sparring import __version__
+from sparring.assess import frameworks
 from sparring.assess.families import FAMILIES, family_of_key
 from sparring.assess.family import COLUMNS, LEVELS, ROWS, SCOPE, Cell, Rating, ScenarioResult
 from sparring.assess.spec import BaseConfig
@@ -77,6 +78,9 @@ def defended_models(results: Mapping[str, ScenarioResult]) -> list[dict[str, Any
     return sorted(out, key=lambda m: (m["value"], len(m["gaps"])))
 
 
+#: Cell statuses that mean its attacks ran (whatever the verdict).
+ASSESSED = ("measured", "not measurable", "not rated")
+
 #: What a cell says instead of a level when the model under assessment barely beats chance.
 CHANCE = "model barely beats chance: figures not meaningful"
 
@@ -102,6 +106,8 @@ def matrix(results: Mapping[str, ScenarioResult], beats_chance: bool = True) -> 
                 "column": col,
                 "covers": f"{covers} ({', '.join(attacks)})" if covers else everything,
                 "not_assessed": ", ".join(t for t in scope if t not in ran) if ran else "",
+                "threats": [t for t in scope if t in ran],
+                "frameworks": frameworks.merged([t for t in scope if t in ran] or scope).as_dict(),
             }
             undefended = [family_of_key(k).rate(r) for k, r in mine.items() if r.defence is None]
             resolved = [x for x in undefended if x.measurable]
@@ -172,11 +178,13 @@ def verdicts(costs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             verdict = "makes it worse"
         elif after < before - TOLERANCE:
             verdict = "adopt"
+        family = rows[0]["scenario"].split(".", 1)[0]
         out.append(
             {
                 "row": row,
                 "column": column,
                 "defence": defence,
+                "atlas_mitigations": frameworks.defence(family, defence),
                 "verdict": verdict,
                 "before": before,
                 "after": after,
@@ -332,6 +340,8 @@ def build_report(
         figs.update(extras.figures)
     report["figures"] = figs
     report["intervals"] = intervals(results, model)
+    assessed = {t for c in cells if c["status"] in ASSESSED for t in c["threats"]}
+    report["frameworks"] = {"versions": frameworks.VERSIONS, "coverage": frameworks.coverage(assessed)}
     report["fail_on"] = []
     report["scenarios"] = {key: r.to_json() for key, r in results.items()}
     return report

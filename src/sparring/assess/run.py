@@ -17,6 +17,7 @@ from sparring.assess.families import BY_KEY, FAMILIES
 from sparring.assess.family import Scenario
 from sparring.assess.gates import check_gates, parse_gate
 from sparring.assess.html import render
+from sparring.assess.markdown import render_markdown
 from sparring.assess.planner import plan
 from sparring.assess.prepare import prepare
 from sparring.assess.report import build_report
@@ -36,7 +37,7 @@ def assess(
     log: Callable[[str], None] = print,
     executor: Executor | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Run an assessment and write ``out/report.html`` and ``out/report.json``.
+    """Run an assessment and write ``out/report.html``, ``out/report.json`` and ``out/report.md``.
 
     Everything that can fail on user input (config, data, model shape, access, gate syntax)
     is checked before ``out`` is created. Per-scenario results and shared artefacts are kept
@@ -55,7 +56,7 @@ def assess(
     work = out_dir / ".work"
     work.mkdir(parents=True, exist_ok=True)
     if fresh:  # nothing of the earlier run stays: a stale report beside new partial results would mislead
-        for f in [*work.rglob("*"), out_dir / "report.json", out_dir / "report.html"]:
+        for f in [*work.rglob("*"), *(out_dir / f"report.{ext}" for ext in ("json", "html", "md"))]:
             if f.is_file():
                 f.unlink()
     ctx.workdir = work
@@ -72,9 +73,10 @@ def assess(
     except ConfigError as e:  # a gate naming no figure: still write the report, then report the error
         gate_error = e
     write_json_atomic(out_dir / "report.json", report)
-    tmp = out_dir / "report.html.tmp"
-    tmp.write_text(render(report))
-    tmp.replace(out_dir / "report.html")
+    for name, text in (("report.html", render(report)), ("report.md", render_markdown(report))):
+        tmp = out_dir / f"{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out_dir / name)
     log(f"report: {out_dir / 'report.html'}")
     if gate_error is not None:
         raise gate_error
