@@ -63,6 +63,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _cmd_assess(args)
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from sparring.integrity import keygen
+
+    private, public = keygen(args.out)
+    print(f"wrote {private} (private: keep it secret) and {public} (public: give it to whoever verifies)")
+    return 0
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    import json
+
+    from sparring.integrity import sign
+
+    out = Path(args.out)
+    if out.exists():
+        raise SparringError(f"--out {out} exists; signatures are never overwritten")
+    envelope = sign(args.paths, args.key)
+    out.write_text(json.dumps(envelope, indent=2) + "\n")
+    print(f"wrote signature {out} (key {envelope['signatures'][0]['keyid']})")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from sparring.integrity import verify
+
+    verified = verify(args.paths, args.sig, args.pub)
+    print(f"verified {len(verified.digests)} file(s) signed by key {verified.key}")
+    return 0
+
+
 def _cmd_list(_args: argparse.Namespace) -> int:
     from sparring.assess.families import FAMILIES
     from sparring.data import BUILTINS
@@ -118,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if a figure got worse by more than DELTA, e.g. 'evasion.*.robust_accuracy@0.1>0.02' (repeatable)",
     )
     df.set_defaults(func=_cmd_diff)
+    kg = sub.add_parser("keygen", help="write a new Ed25519 key pair STEM.key and STEM.pub")
+    kg.add_argument("out", metavar="STEM", help="path and name of the key files, without extension")
+    kg.set_defaults(func=_cmd_keygen)
+    sg = sub.add_parser("sign", help="sign the files of models and datasets (a manifest of SHA-256 digests)")
+    sg.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to sign")
+    sg.add_argument("--key", required=True, help="private key (from sparring keygen)")
+    sg.add_argument("--out", required=True, help="signature file to write")
+    sg.set_defaults(func=_cmd_sign)
+    vf = sub.add_parser("verify", help="check that files are exactly those a signature covers, unchanged")
+    vf.add_argument("paths", nargs="+", metavar="PATH", help="the files or folders that were signed")
+    vf.add_argument("--sig", required=True, help="signature file")
+    vf.add_argument("--pub", required=True, help="public key of the signer")
+    vf.set_defaults(func=_cmd_verify)
     ls = sub.add_parser("list", help="list datasets, architectures, attacks and defences")
     ls.set_defaults(func=_cmd_list)
     return p

@@ -111,12 +111,22 @@ def _resolve_paths(cfg: BaseConfig, base: Path) -> BaseConfig:
     def fix(p: str | None) -> str | None:
         return p if p is None or Path(p).is_absolute() else str(base / p)
 
-    data = cfg.data.model_copy(update={"path": fix(cfg.data.path), "test_path": fix(cfg.data.test_path)})
+    keys = ("signature", "public_key")
+    d = cfg.data
+    data = d.model_copy(
+        update={"path": fix(d.path), "test_path": fix(d.test_path), **{k: fix(getattr(d, k)) for k in keys}}
+    )
     m = cfg.model
     # a factory's module is imported from the config's folder first (or from factory_path)
     search = fix(m.factory_path) if m.factory_path is not None else (str(base) if m.factory else None)
     model = m.model_copy(
-        update={"weights": fix(m.weights), "sklearn": fix(m.sklearn), "onnx": fix(m.onnx), "factory_path": search}
+        update={
+            "weights": fix(m.weights),
+            "sklearn": fix(m.sklearn),
+            "onnx": fix(m.onnx),
+            "factory_path": search,
+            **{k: fix(getattr(m, k)) for k in keys},
+        }
     )
     return cfg.model_copy(update={"data": data, "model": model})
 

@@ -80,6 +80,8 @@ class Context:
     log: Callable[[str], None] = print
     #: Digests of the input files (data, weights, model files, the factory's source).
     inputs: dict[str, str] = field(default_factory=dict)
+    #: Per input file: its digest and whether a signature vouched for it (the report's provenance block).
+    provenance: list[dict[str, Any]] = field(default_factory=list)
     #: Objects scenarios share within one process that are cheap to rebuild (sanity findings).
     memo: dict[str, Any] = field(default_factory=dict)
     _artefacts: dict[str, Any] = field(default_factory=dict)

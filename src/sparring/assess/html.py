@@ -7,6 +7,7 @@ scenarios), the defence costs and every figure.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sparring.assess.families import FAMILIES, family_of_key
@@ -97,6 +98,21 @@ def _costs(costs: list[dict[str, Any]]) -> str:
     )
 
 
+def _provenance(model: dict[str, Any]) -> str:
+    rows = [
+        [
+            esc(r["input"]),
+            esc(Path(r["path"]).name),
+            f"<code>{esc(r['sha256'][:16])}…</code>",
+            f"verified, key {esc(r['key'])}" if r.get("verification") == "verified" else "not signed",
+        ]
+        for r in model.get("provenance", [])
+    ]
+    if not rows:
+        return ""
+    return "<h2>Provenance</h2>" + table(["input", "file", "SHA-256", "signature"], rows)
+
+
 def _coverage(report: dict[str, Any]) -> str:
     fw = report.get("frameworks")
     if not fw:
@@ -152,6 +168,7 @@ def render(report: dict[str, Any]) -> str:
 <p class="muted">sparring {esc(report["sparring_version"])} · data {esc(model["data"])} ({model["n_train"]} train /
 {model["n_test"]} test) · model {esc(model["name"])} · clean accuracy {pct(model["clean_accuracy"])} ·
 finished {esc(report["finished"])} in {report["seconds"]:.0f} s</p>
+{_provenance(model)}
 <h2>Threat matrix</h2>
 {_matrix(report["matrix"])}
 <p class="muted">Colour: measured risk of the undefended model (red high, amber medium, green low; grey not assessed).

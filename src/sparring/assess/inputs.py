@@ -13,20 +13,22 @@ import inspect
 from pathlib import Path
 
 from sparring.assess.spec import BaseConfig
-from sparring.errors import InputError
+from sparring.integrity import sha256_file
 from sparring.models.io import import_module_from
 
+file_digest = sha256_file
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    try:
-        with Path(path).open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-    return h.hexdigest()
+
+def factory_source(spec: str, search: str | None) -> Path | None:
+    """The source file of a factory's module in the folder ``search``, found without importing it."""
+    if search is None:
+        return None
+    parts = spec.partition(":")[0].split(".")
+    base = Path(search).joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def factory_digest(spec: str, search: str | None) -> str:

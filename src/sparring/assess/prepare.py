@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from sparring.assess.context import Context
 from sparring.assess.families import FAMILIES
-from sparring.assess.inputs import input_digests
+from sparring.assess.inputs import factory_source, file_digest, input_digests
 from sparring.assess.spec import BaseConfig
 from sparring.data import Dataset, load_dataset
 from sparring.errors import InputError
+from sparring.integrity import IntegrityError, verify_files
 from sparring.models import OnnxClassifier, SklearnClassifier, load_skops, load_torch_model
 
 
@@ -58,8 +61,44 @@ def _check_labels_fit(data: Dataset, classes: int, who: str) -> None:
     )
 
 
+def provenance(config: BaseConfig) -> list[dict[str, Any]]:
+    """Verify the signed inputs before anything is loaded or imported; one row per input file.
+
+    A signed ``[model]`` covers its weights, skops or ONNX file and its factory's source (which
+    must then lie beside the config or in ``factory_path``, so it is verified before it is
+    imported); a signed ``[data]`` covers the data and test data. Any mismatch raises
+    :class:`~sparring.integrity.IntegrityError` (exit 2).
+    """
+    dc, m = config.data, config.model
+    rows: list[dict[str, Any]] = []
+    groups: list[tuple[Any, dict[str, str | None]]] = [
+        (dc, {"data": dc.path, "test_data": dc.test_path}),
+        (m, {"weights": m.weights, "sklearn": m.sklearn, "onnx": m.onnx}),
+    ]
+    if m.factory is not None:
+        source = factory_source(m.factory, m.factory_path)
+        if source is None and m.signature is not None:
+            raise IntegrityError(
+                f"[model] is signed, but the source of factory {m.factory!r} is not beside the config (or in "
+                "factory_path), so it cannot be verified before it is imported"
+            )
+        groups[1][1]["factory"] = str(source) if source is not None else None
+    for section, files in groups:
+        present = {what: Path(p) for what, p in files.items() if p is not None and Path(p).is_file()}
+        signed = None
+        if section.signature is not None and present:
+            signed = verify_files(present.values(), section.signature, section.public_key)
+        for what, p in present.items():
+            row = {"input": what, "path": str(p), "sha256": file_digest(p), "signed": signed is not None}
+            if signed is not None:
+                row.update(key=signed.key, verification="verified")
+            rows.append(row)
+    return rows
+
+
 def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
     """Load data and the target model and check they fit; trains nothing and writes nothing."""
+    inputs = provenance(config)  # before anything is loaded or imported
     dc = config.data
     csv = functools.partial(
         load_dataset, label_column=dc.label_column, input_shape=dc.input_shape, delimiter=dc.delimiter, header=dc.header
@@ -78,7 +117,7 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
         _check_bounds(test, dc.bounds)
     else:
         train, test = data.split(dc.test_fraction, seed=config.seed)
-    ctx = Context(config, data, train, test, log=log, inputs=input_digests(config))
+    ctx = Context(config, data, train, test, log=log, inputs=input_digests(config), provenance=inputs)
     m = config.model
     if m.sklearn is not None:
         estimator = load_skops(m.sklearn, m.trusted_types)

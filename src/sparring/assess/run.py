@@ -119,6 +119,7 @@ def _model_info(ctx: Context, target: Classifier, train_seconds: float) -> dict[
         "chance": odds,
         "train_seconds": train_seconds,
         "inputs": ctx.inputs,
+        "provenance": ctx.provenance,
     }
     if not odds["beats_chance"]:
         ctx.log(

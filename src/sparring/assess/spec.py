@@ -62,7 +62,20 @@ def defences_field() -> Any:
     return Field(default_factory=list, validation_alias=AliasChoices("defences", "defenses"))
 
 
-class DataConfig(Strict):
+class Signed(Strict):
+    """``signature`` (a ``sparring sign`` envelope) and ``public_key``: the files are verified before loading."""
+
+    signature: str | None = None
+    public_key: str | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Signed:
+        if (self.signature is None) != (self.public_key is None):
+            raise ValueError("'signature' and 'public_key' go together")
+        return self
+
+
+class DataConfig(Signed):
     """Where the data comes from and how it is split."""
 
     dataset: str | None = None
@@ -86,6 +99,8 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> DataConfig:
+        if self.signature is not None and self.dataset is not None:
+            raise ValueError("a built-in dataset comes from an installed package; 'signature' goes with 'path'")
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' (a built-in name) or 'path' (a .npz or .csv file)")
         if self.test_path is not None and self.path is None:
@@ -95,7 +110,7 @@ class DataConfig(Strict):
         return self
 
 
-class ModelConfig(Strict):
+class ModelConfig(Signed):
     """The target model: a zoo architecture trained here, or the user's own model."""
 
     architecture: str | None = None
@@ -129,6 +144,8 @@ class ModelConfig(Strict):
             raise ValueError("give at most one of 'architecture', 'factory', 'sklearn' or 'onnx'")
         if self.weights is not None and self.factory is None:
             raise ValueError("'weights' goes with 'factory' (a function that builds the module)")
+        if self.signature is not None and self.trains_here and self.factory is None:
+            raise ValueError("'signature' covers the files of a model; a zoo model trained here has none")
         if self.feature_layer is not None and (self.sklearn is not None or self.onnx is not None):
             raise ValueError("'feature_layer' names a layer of a PyTorch model; a skops or ONNX model has none")
         return self
