@@ -76,7 +76,8 @@ class EarlyExitCNN(nn.Module):
 
     Three blocks: conv16 (+ 2x2 pooling for inputs of 16 pixels or more), conv32 + 2x2
     pooling, fc128; an exit (average pooling to 4x4 after the first block, 2x2 after the
-    second, then a linear layer) follows each of the first two, the last block ends in the final classifier. At inference an input
+    second, then a linear layer) follows each of the first two, the last block ends in the
+    final classifier. At inference an input
     leaves at the first exit whose top softmax probability reaches ``threshold`` (the
     Shallow-Deep Networks of Kaya et al., ICML 2019, the victims of DeepSloth, Hong et al.,
     ICLR 2021); ``max_exit`` (0-based) caps the depth, the cheap path a cost cut-off forces.
@@ -165,8 +166,10 @@ class EarlyExitCNN(nn.Module):
         return stacked[torch.arange(len(x)), taken]
 
     def exit_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """Cross-entropy of the internal exits, a penalty for :func:`sparring.train.fit` (the final
-        exit's loss is the loop's own)."""
+        """Cross-entropy of the internal exits, a penalty for :func:`sparring.train.fit`.
+
+        The final exit's loss is the loop's own.
+        """
         logits = self.exit_logits(x)[:-1]
         return sum((nn.functional.cross_entropy(z, y) for z in logits), torch.zeros(()))
 

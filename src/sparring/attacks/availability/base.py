@@ -46,8 +46,10 @@ class Cost(ABC):
 
     @abstractmethod
     def surrogate(self, x: Tensor) -> Tensor:
-        """``[N]`` a differentiable figure that rises with the cost (take input gradients with
-        ``torch.autograd.grad``, which leaves the weights' ``.grad`` alone)."""
+        """``[N]`` a differentiable figure that rises with the cost.
+
+        Take input gradients with ``torch.autograd.grad``, which leaves the weights' ``.grad`` alone.
+        """
 
 
 class EnergyCost(Cost):

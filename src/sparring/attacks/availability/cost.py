@@ -124,7 +124,8 @@ def module_of(classifier: Classifier | nn.Module, by: str) -> nn.Module:
         return classifier
     if isinstance(classifier, TorchClassifier):
         return classifier.model
-    raise InputError(f"{by} measures costs with forward hooks and needs a PyTorch model, got {type(classifier).__name__}")
+    name = type(classifier).__name__
+    raise InputError(f"{by} measures costs with forward hooks and needs a PyTorch model, got {name}")
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -1,5 +1,4 @@
-"""The genetic sponge attack of Shumailov et al. ("Sponge Examples: Energy-Latency Attacks on
-Neural Networks", IEEE EuroS&P 2021).
+"""The genetic sponge attack (Shumailov et al., "Sponge Examples", IEEE EuroS&P 2021).
 
 Black-box: it needs only the cost of each candidate. A real attacker reads that from an
 energy meter or a timing side channel (or, for an early-exit network, the latency of the

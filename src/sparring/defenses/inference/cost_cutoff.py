@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sparring.attacks.availability.base import COSTS, EnergyCost, ExitCost, cost_for
-from sparring.errors import ConfigError, check_choice
+from sparring.attacks.availability.base import COSTS, Cost, EnergyCost, ExitCost, cost_for
+from sparring.attacks.availability.cost import EnergyModel, HardwareModel
+from sparring.errors import ConfigError, check_choice, check_positive_int
 from sparring.models import Classifier, EarlyExitCNN, TorchClassifier
 
 
@@ -36,27 +37,33 @@ class CutoffOutcome:
 class CostCutoff:
     """Budget = the ``percentile`` of natural inputs' ``cost``; :meth:`fit` calibrates it."""
 
-    def __init__(self, percentile: float = 95.0, cost: str = "exits") -> None:
+    def __init__(self, percentile: float = 95.0, cost: str = "exits", batch: int = 1) -> None:
         if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0 < percentile <= 100:
             raise ConfigError(f"percentile must be in (0, 100], got {percentile!r}")
         self.percentile = float(percentile)
         self.cost = check_choice("cost", cost, COSTS)
+        self.batch = check_positive_int("batch", batch)
         self.budget: float | None = None
         self._classifier: Classifier | None = None
 
     def get_params(self) -> dict[str, object]:
         """The constructor's parameters."""
-        return {"percentile": self.percentile, "cost": self.cost}
+        return {"percentile": self.percentile, "cost": self.cost, "batch": self.batch}
 
     def __repr__(self) -> str:
-        return f"CostCutoff(percentile={self.percentile!r}, cost={self.cost!r})"
+        return f"CostCutoff(percentile={self.percentile!r}, cost={self.cost!r}, batch={self.batch!r})"
 
     def fit(self, classifier: Classifier, natural: Tensor) -> CostCutoff:
         """Set the budget from the cost of ``natural`` inputs on ``classifier``."""
-        c = cost_for(classifier, self.cost).measure(natural)
+        c = self._cost(classifier).measure(natural)
         self.budget = float(torch.quantile(c.double(), self.percentile / 100.0))
         self._classifier = classifier
         return self
+
+    def _cost(self, classifier: Classifier) -> Cost:
+        if self.cost == "energy":
+            return EnergyCost(_module(classifier), EnergyModel(HardwareModel(batch=self.batch)))
+        return cost_for(classifier, self.cost)
 
     def _fitted(self) -> tuple[Classifier, float]:
         if self.budget is None or self._classifier is None:
@@ -79,12 +86,15 @@ class CostCutoff:
             taken = net.exit_index(x)
             capped = taken.clamp(max=self.max_exit)
             return CutoffOutcome(net.macs(capped), taken > capped)
-        energy = EnergyCost(_module(clf)).energy.measure(_module(clf), x)
+        cost = self._cost(clf)
+        assert isinstance(cost, EnergyCost)
+        energy = cost.energy.measure(_module(clf), x)
         dense = float(energy.dense_pj.sum())
         spent = energy.sparse_pj.cumsum(1) / dense  # in energy-ratio units
         over = spent > budget
         triggered = over.any(1)
-        first = torch.where(triggered, over.float().argmax(1), torch.full_like(triggered, spent.shape[1] - 1, dtype=torch.long))
+        last = torch.full((len(x),), spent.shape[1] - 1, dtype=torch.long)
+        first = torch.where(triggered, over.float().argmax(1), last)
         return CutoffOutcome(spent[torch.arange(len(x)), first], triggered)
 
     def wrap(self, classifier: Classifier) -> Classifier:
