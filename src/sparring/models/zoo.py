@@ -180,7 +180,7 @@ class EarlyExitCNN(nn.Module):
         logits = x
         for i in range(last + 1):
             a, logits = self._block(i, a)
-            if i < last and float(torch.softmax(logits, 1).amax()) >= self.threshold:
+            if i < last and float(torch.softmax(logits.detach(), 1).amax()) >= self.threshold:
                 break
         return logits
 
