@@ -136,7 +136,7 @@ def test_sponges_push_early_exit_inputs_deeper_and_the_cutoff_caps_them(
     train, test = digits
     x = test.x[:40]
     r = SpongeGradient(cost="exits", optimizer="adam", steps=40, lr=0.1).run(early, x)
-    full = float(torch.tensor(early.model.block_macs).sum())  # type: ignore[arg-type]
+    full = float(torch.tensor(early.model.block_macs).sum())
     assert (r.cost_before < full).float().mean() > 0.1  # natural inputs leave early ...
     assert (r.cost_after == full).all()  # ... every sponge runs the whole network
     cut = CostCutoff(percentile=5, cost="exits").fit(early, train.x[:300])  # below the share that leaves early

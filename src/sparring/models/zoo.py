@@ -105,6 +105,7 @@ class EarlyExitCNN(nn.Module):
         self.final = nn.Linear(128, num_classes)
         self.threshold = float(threshold)
         self.max_exit = max_exit
+        self._pending: tuple[Tensor, list[Tensor]] | None = None
         #: Multiply-accumulates of each block plus its exit (or final classifier), per input.
         self.block_macs = (
             height * width_px * 16 * channels * 9 + 16 * 16 * num_classes,
@@ -159,7 +160,8 @@ class EarlyExitCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         logits = self.exit_logits(x)
-        if self.training:
+        if self.training:  # keep the internal exits for exit_loss on the same batch
+            self._pending = (x, logits[:-1])
             return logits[-1]
         taken = self._taken(logits)
         stacked = torch.stack(logits, 1)
@@ -168,9 +170,11 @@ class EarlyExitCNN(nn.Module):
     def exit_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy of the internal exits, a penalty for :func:`sparring.train.fit`.
 
-        The final exit's loss is the loop's own.
+        The final exit's loss is the loop's own; the internal exits of the training forward
+        pass on the same batch are reused, not computed again.
         """
-        logits = self.exit_logits(x)[:-1]
+        pending, self._pending = self._pending, None
+        logits = pending[1] if pending is not None and pending[0] is x else self.exit_logits(x)[:-1]
         return sum((nn.functional.cross_entropy(z, y) for z in logits), torch.zeros(()))
 
     def run_one(self, x: Tensor) -> Tensor:

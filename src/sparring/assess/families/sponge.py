@@ -427,8 +427,9 @@ class SpongeFamily(Family[SpongeSpec, SpongeScenarioResult]):
         before_costs = torch.tensor([result.natural.max, *(row.max for row in result.rows)])
         after = cut.apply(tried).cost
         natural_test = ctx.test.x
-        triggered = cut.apply(natural_test).triggered
-        labels = cut.labels(natural_test)
+        outcome = cut.apply(natural_test)
+        triggered = outcome.triggered
+        labels = cut.labels(natural_test, outcome)
         result.before = {"clean_accuracy": result.clean_accuracy}
         result.clean_accuracy = float((labels == ctx.test.y).float().mean())
         result.budget = float(cut.budget or 0.0)

@@ -139,6 +139,11 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return leaves
 
 
+def check_supported(model: nn.Module) -> None:
+    """Raise :class:`UnsupportedLayerError` if ``model`` has a leaf layer the energy model cannot account for."""
+    _leaves(model)
+
+
 def _nonzero(t: Tensor) -> Tensor:
     """``[N]`` count of nonzero values per sample."""
     return (t.detach().reshape(len(t), -1) != 0).sum(1).to(torch.float64)
@@ -262,9 +267,46 @@ class EnergyModel:
         return self.measure(model, x).ratio.float()
 
 
-def density_surrogate(
-    model: nn.Module, sigma: float = 1e-4, tau: float = 0.1, train_weights: bool = False
-) -> Callable[[Tensor], Tensor]:
+@contextmanager
+def compute_terms(model: nn.Module) -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Within the context, the yielded list holds ``(input, output)`` of each compute layer's latest pass.
+
+    The list is emptied when a new forward pass of ``model`` starts; tensors are as computed (in the graph).
+    """
+    terms: list[tuple[Tensor, Tensor]] = []
+
+    def hook(_m: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> None:
+        terms.append((inputs[0], out))
+
+    def clear(_m: nn.Module, _inputs: tuple[Tensor, ...]) -> None:
+        terms.clear()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, COMPUTE)]
+    handles.append(model.register_forward_pre_hook(clear))
+    try:
+        yield terms
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def soft_density(terms: list[tuple[Tensor, Tensor]], sigma: float = 1e-4, tau: float = 0.1) -> Tensor:
+    """``[N]`` the soft share of nonzero operands of one forward pass (see :func:`density_surrogate`)."""
+    n = len(terms[0][0]) if terms else 0
+    total = torch.zeros(n)
+    count = 0
+    for i, (inp, out) in enumerate(terms):
+        a = inp.reshape(n, -1)
+        total = total + (a * a / (a * a + sigma)).sum(1)
+        count += a.shape[1]
+        if i < len(terms) - 1:
+            o = out.reshape(n, -1)
+            total = total + torch.sigmoid(o / tau).sum(1)
+            count += o.shape[1]
+    return total / max(count, 1)
+
+
+def density_surrogate(model: nn.Module, sigma: float = 1e-4, tau: float = 0.1) -> Callable[[Tensor], Tensor]:
     """A differentiable stand-in for the nonzero count of a forward pass: ``x -> [N]`` in [0, 1].
 
     Each compute layer's input contributes the l0 approximation ``a^2 / (a^2 + sigma)`` of
@@ -273,38 +315,15 @@ def density_surrogate(
     ``sigmoid(o / tau)``, the share of units a following ReLU would keep (the l0 term has no
     gradient at a unit a ReLU has switched off). Terms are weighted by their size, so the
     result is a soft share of nonzero operands. The forward pass runs on detached weights
-    (input gradients only) unless ``train_weights`` (sponge poisoning trains through it).
+    (input gradients only).
     """
     _leaves(model)
-    computes = [m for m in model.modules() if isinstance(m, COMPUTE)]
 
     def surrogate(x: Tensor) -> Tensor:
-        terms: list[tuple[Tensor, Tensor]] = []
-
-        def hook(_m: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> None:
-            terms.append((inputs[0], out))
-
-        handles = [m.register_forward_hook(hook) for m in computes]
-        try:
-            if train_weights:
-                model(x)
-            else:
-                state = {k: v.detach() for k, v in model.named_parameters()}
-                state.update(dict(model.named_buffers()))
-                functional_call(model, state, (x,))
-        finally:
-            for h in handles:
-                h.remove()
-        total = torch.zeros(len(x), dtype=x.dtype)
-        count = 0
-        for i, (inp, out) in enumerate(terms):
-            a = inp.reshape(len(x), -1)
-            total = total + (a * a / (a * a + sigma)).sum(1)
-            count += a.shape[1]
-            if i < len(terms) - 1:
-                o = out.reshape(len(x), -1)
-                total = total + torch.sigmoid(o / tau).sum(1)
-                count += o.shape[1]
-        return total / max(count, 1)
+        state = {k: v.detach() for k, v in model.named_parameters()}
+        state.update(dict(model.named_buffers()))
+        with compute_terms(model) as terms:
+            functional_call(model, state, (x,))
+            return soft_density(list(terms), sigma, tau)
 
     return surrogate

@@ -107,13 +107,17 @@ class CostCutoff:
         net.max_exit = self.max_exit
         return TorchClassifier(net, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds)
 
-    def labels(self, x: Tensor) -> Tensor:
-        """Predicted labels under the cut-off; a refused input gets -1 (counted as an error)."""
+    def labels(self, x: Tensor, outcome: CutoffOutcome | None = None) -> Tensor:
+        """Predicted labels under the cut-off; a refused input gets -1 (counted as an error).
+
+        ``outcome`` is :meth:`apply` on the same ``x``, if already computed.
+        """
         clf, _ = self._fitted()
         if self.cost == "exits":
             return self.wrap(clf).predict_labels(x)
         labels = clf.predict_labels(x)
-        return torch.where(self.apply(x).triggered, torch.full_like(labels, -1), labels)
+        triggered = (outcome or self.apply(x)).triggered
+        return torch.where(triggered, torch.full_like(labels, -1), labels)
 
 
 def _module(classifier: Classifier) -> torch.nn.Module:
