@@ -137,7 +137,7 @@ def exit_lines(ds: str, clf: TorchClassifier, train: Dataset, test: Dataset, x: 
         )
     assert worst is not None
     acc = accuracy(clf, test.x, test.y)
-    for pct in (90.0, 75.0):
+    for pct in (90.0, 75.0, 50.0):
         cut = CostCutoff(pct, "exits").fit(clf, train.take(min(500, len(train)), seed=1).x)
         capped = cut.wrap(clf)
         assert isinstance(capped, TorchClassifier) and isinstance(capped.model, EarlyExitCNN)

@@ -24,6 +24,7 @@ from sparring.attacks.availability.base import COSTS, Cost, EnergyCost, ExitCost
 from sparring.attacks.availability.cost import EnergyModel, HardwareModel
 from sparring.errors import ConfigError, check_choice, check_positive_int
 from sparring.models import Classifier, EarlyExitCNN, TorchClassifier
+from sparring.params import Params
 
 
 @dataclass
@@ -34,8 +35,11 @@ class CutoffOutcome:
     triggered: Tensor
 
 
-class CostCutoff:
-    """Budget = the ``percentile`` of natural inputs' ``cost``; :meth:`fit` calibrates it."""
+class CostCutoff(Params):
+    """Budget = the ``percentile`` of natural inputs' ``cost``; :meth:`fit` calibrates it.
+
+    ``batch`` inputs share one read of the weights in the energy model (``cost="energy"``).
+    """
 
     def __init__(self, percentile: float = 95.0, cost: str = "exits", batch: int = 1) -> None:
         if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0 < percentile <= 100:
@@ -45,13 +49,6 @@ class CostCutoff:
         self.batch = check_positive_int("batch", batch)
         self.budget: float | None = None
         self._classifier: Classifier | None = None
-
-    def get_params(self) -> dict[str, object]:
-        """The constructor's parameters."""
-        return {"percentile": self.percentile, "cost": self.cost, "batch": self.batch}
-
-    def __repr__(self) -> str:
-        return f"CostCutoff(percentile={self.percentile!r}, cost={self.cost!r}, batch={self.batch!r})"
 
     def fit(self, classifier: Classifier, natural: Tensor) -> CostCutoff:
         """Set the budget from the cost of ``natural`` inputs on ``classifier``."""
