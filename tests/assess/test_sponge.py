@@ -207,3 +207,17 @@ def test_the_family_rates_the_test_time_availability_cell(tmp_path: Path) -> Non
     cell = next(c for c in report["matrix"] if (c["row"], c["column"]) == ("test-time inputs", "availability"))
     assert cell["status"] == "measured"
     assert "Sponge examples" in (tmp_path / "report.html").read_text()
+
+
+def test_a_model_with_an_unsupported_layer_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "normed.py").write_text(
+        "from torch import nn\n\n"
+        "def build() -> nn.Module:\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.LayerNorm(10))\n"
+    )
+    cfg = _config(cost="energy", samples=4)
+    cfg["model"] = {"factory": "normed:build", "factory_path": str(tmp_path), "epochs": 1}
+    out = tmp_path / "report"
+    with pytest.raises(ConfigError, match=r"sponge\[0\].*LayerNorm"):
+        assess(parse_config(cfg), out, log=lambda s: None)
+    assert not (out / "report.json").exists()
