@@ -221,3 +221,15 @@ def test_a_model_with_an_unsupported_layer_is_refused_before_anything_runs(tmp_p
     with pytest.raises(ConfigError, match=r"sponge\[0\].*LayerNorm"):
         assess(parse_config(cfg), out, log=lambda s: None)
     assert not (out / "report.json").exists()
+
+
+def test_sponge_poisoning_needs_a_model_it_can_retrain() -> None:
+    cfg = {
+        "data": {"dataset": "digits"},
+        "model": {"factory": "m:build", "weights": "w.safetensors"},
+        "sponge_poisoning": [{}],
+    }
+    with pytest.raises(Exception, match="sponge poisoning retrains the model"):
+        parse_config(cfg)
+    with pytest.raises(Exception, match="less than or equal to 1"):
+        parse_config({"data": {"dataset": "digits"}, "sponge_poisoning": [{"fraction": 1.5}]})
