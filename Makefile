@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/poisoning_gradient.py --threads 1
 	$(PY) benchmarks/poisoning_clean_label.py --threads 1
 	$(PY) benchmarks/federated.py --threads 1
+	$(PY) benchmarks/sponge.py
 
 clean:
 	rm -rf $(VENV) sparring-report .pytest_cache .mypy_cache .ruff_cache

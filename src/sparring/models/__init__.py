@@ -16,7 +16,7 @@ from sparring.models.onnx_classifier import OnnxClassifier, export_onnx
 from sparring.models.sklearn_classifier import SklearnClassifier
 from sparring.models.torch_classifier import TorchClassifier
 from sparring.models.transformed import InputTransform, TransformedClassifier
-from sparring.models.zoo import ARCHITECTURES, MLP, SmallCNN, build
+from sparring.models.zoo import ARCHITECTURES, MLP, EarlyExitCNN, SmallCNN, build, early_exit_cnn
 
 __all__ = [
     "ARCHITECTURES",
@@ -24,6 +24,7 @@ __all__ = [
     "Access",
     "Classifier",
     "ClassifierWrapper",
+    "EarlyExitCNN",
     "InputTransform",
     "OnnxClassifier",
     "QueryBudget",
@@ -37,6 +38,7 @@ __all__ = [
     "check_batch",
     "check_labels",
     "describe_access",
+    "early_exit_cnn",
     "export_onnx",
     "feature_layer",
     "find_layer",
