@@ -125,6 +125,8 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "evasion.feature_squeezing": ("AML.M0015",),
     "backdoor.strip": ("AML.M0015",),
     "backdoor.random_masking": ("AML.M0015",),
+    # a per-input cost budget: an input above it is treated as abnormal and takes the cheap path
+    "sponge.cost_cutoff": ("AML.M0015",),
     # output obfuscation
     "membership.round": ("AML.M0002",),
     "membership.top_k": ("AML.M0002",),
