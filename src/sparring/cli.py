@@ -32,7 +32,13 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     junit = getattr(args, "junit", None)
     if junit is not None and not Path(junit).parent.is_dir():
         raise SparringError(f"--junit {junit}: the folder {Path(junit).parent} does not exist")
-    report, failed = assess(args.config, args.out, fail_on=args.fail_on or [], fresh=args.fresh, log=log)
+    from sparring.assess.executor import make_executor
+
+    where = getattr(args, "executor", "local")
+    executor = make_executor(where, getattr(args, "workers", None), getattr(args, "address", None))
+    report, failed = assess(
+        args.config, args.out, fail_on=args.fail_on or [], fresh=args.fresh, log=log, executor=executor
+    )
     for gate in report.get("fail_on", []):
         status = "FAILED" if gate["failed"] else "passed"
         values = ", ".join(f"{k}={v:.4g}" for k, v in gate["values"].items())
@@ -123,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if a figure crosses a threshold, e.g. 'robust_accuracy@0.1<0.5' (repeatable)",
     )
     a.add_argument("--fresh", action="store_true", help="ignore stored results and models from an earlier run")
+    a.add_argument(
+        "--executor",
+        choices=("local", "process", "ray"),
+        default="local",
+        help="where scenarios run: in this process (default), a pool of processes here, or Ray",
+    )
+    a.add_argument("--workers", type=int, help="parallel workers for process and ray (default: the CPU count)")
+    a.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:PORT (default: start one here)")
     a.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per gate and per matrix cell")
     a.add_argument(
         "--junit-level",

@@ -12,9 +12,11 @@ worker that needs an artefact loads it instead of building it again.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -178,32 +180,54 @@ class Context:
         )
 
     def artefact(self, a: Artefact[T]) -> T:
-        """The artefact ``a``: from this run's memory, else from the work directory, else built (and stored)."""
+        """The artefact ``a``: from this run's memory, else from the work directory, else built (and stored).
+
+        With a work directory, building and storing happen under a file lock per artefact, so
+        workers of a process pool or a Ray cluster that need the same artefact build it once:
+        the others wait, then load it.
+        """
         if a.name in self._artefacts:
             value: T = self._artefacts[a.name]
             return value
         fp = self.fingerprint(a.name, dict(a.params))
-        folder = self.workdir / "artefacts" / _safe(a.name) if self.workdir is not None else None
-        meta = folder / "artefact.json" if folder is not None else None
-        if folder is not None and meta is not None and a.load is not None and meta.is_file():
-            try:
-                stored = json.loads(meta.read_text())
-            except (OSError, json.JSONDecodeError):
-                stored = {}
-            if stored.get("fingerprint") == fp:
-                self.log(f"  reusing {a.name} from {folder}")
-                value = a.load(self, folder)
-                self._artefacts[a.name] = value
-                return value
-        self.log(f"  building {a.name}")
-        value = a.build(self)
-        if folder is not None and meta is not None and a.save is not None:
+        if self.workdir is None or a.save is None or a.load is None:
+            self.log(f"  building {a.name}")
+            value = a.build(self)
+        else:
+            folder = self.workdir / "artefacts" / _safe(a.name)
             folder.mkdir(parents=True, exist_ok=True)
-            meta.unlink(missing_ok=True)  # a half-saved artefact never looks valid
-            a.save(value, folder)
-            save_json(meta, {"fingerprint": fp, "name": a.name, "params": dict(a.params)})
+            with _locked(folder / ".lock"):
+                value = self._stored_or_built(a, fp, folder)
         self._artefacts[a.name] = value
         return value
+
+    def _stored_or_built(self, a: Artefact[T], fp: str, folder: Path) -> T:
+        assert a.load is not None and a.save is not None
+        meta = folder / "artefact.json"
+        try:
+            stored = json.loads(meta.read_text()) if meta.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            stored = {}
+        if stored.get("fingerprint") == fp:
+            self.log(f"  reusing {a.name} from {folder}")
+            return a.load(self, folder)
+        self.log(f"  building {a.name}")
+        value = a.build(self)
+        meta.unlink(missing_ok=True)  # a half-saved artefact never looks valid
+        a.save(value, folder)
+        save_json(meta, {"fingerprint": fp, "name": a.name, "params": dict(a.params)})
+        return value
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` held for the block (processes on one machine, or a shared file system)."""
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _safe(name: str) -> str:

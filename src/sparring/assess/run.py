@@ -12,7 +12,7 @@ import torch
 from sparring import __version__
 from sparring.assess.config import load_config
 from sparring.assess.context import Context, write_json_atomic
-from sparring.assess.executor import Executor, LocalExecutor
+from sparring.assess.executor import Executor, LocalExecutor, TasksFailed
 from sparring.assess.families import BY_KEY, FAMILIES
 from sparring.assess.family import Scenario
 from sparring.assess.gates import check_gates, parse_gate
@@ -63,8 +63,10 @@ def assess(
     log(f"sparring {__version__}: {len(scenarios)} scenarios on {ctx.data.name} -> {out_dir}")
     target, train_seconds = ctx.target()
     model = _model_info(ctx, target, train_seconds)
-    results = (executor or LocalExecutor()).map(ctx, scenarios, ResultStore(work / "results"), log)
+    runner = executor or LocalExecutor()
+    results = runner.map(ctx, scenarios, ResultStore(work / "results"), log)
     report = build_report(cfg, model, results, time.perf_counter() - started)
+    report["failures"] = [{"task": task, "error": error} for task, error in runner.failures.items()]
     failed = False
     gate_error: ConfigError | None = None
     try:
@@ -78,6 +80,12 @@ def assess(
         tmp.write_text(text)
         tmp.replace(out_dir / name)
     log(f"report: {out_dir / 'report.html'}")
+    if runner.failures:
+        first = next(iter(runner.failures.items()))
+        raise TasksFailed(
+            f"{len(runner.failures)} task(s) failed, e.g. {first[0]}: {first[1]}; the report lists them, and a rerun "
+            "retries only them"
+        )
     if gate_error is not None:
         raise gate_error
     return report, failed
