@@ -42,6 +42,7 @@ ATLAS = {
     "AML.M0002": "Passive AI Output Obfuscation",
     "AML.M0003": "Model Hardening",
     "AML.M0004": "Restrict Number of AI Model Queries",
+    "AML.M0006": "Use Ensemble Methods",
     "AML.M0007": "Sanitize Training Data",
     "AML.M0008": "Validate AI Model",
     "AML.M0010": "Input Restoration",
@@ -125,6 +126,9 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "evasion.feature_squeezing": ("AML.M0015",),
     "backdoor.strip": ("AML.M0015",),
     "backdoor.random_masking": ("AML.M0015",),
+    # redundant diverse models (with human review on disagreement) and partition ensembles
+    "redundancy.ensemble": ("AML.M0006",),
+    "redundancy.partition": ("AML.M0006",),
     # a per-input cost budget: an input above it is treated as abnormal and takes the cheap path
     "sponge.cost_cutoff": ("AML.M0015",),
     # output obfuscation
