@@ -160,6 +160,9 @@ def render(report: dict[str, Any]) -> str:
             for g in report["fail_on"]
         )
         gate = f"<h2>Gates (--fail-on)</h2><ul>{items}</ul>"
+    if report.get("failures"):
+        items = "".join(f"<li class='fail'>{esc(f['task'])}: {esc(f['error'])}</li>" for f in report["failures"])
+        gate += f"<h2>Failed tasks</h2><p>Their results are missing; a rerun retries only them.</p><ul>{items}</ul>"
     recs = "".join(f"<li>{esc(r)}</li>" for r in report["recommendations"])
     rules = "; ".join(report.get("legend", []))
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -62,6 +62,10 @@ def render_markdown(report: Mapping[str, Any], html: str = "report.html") -> str
     if gates:
         out += ["", "**Gates**"]
         out += [f"- {'❌ FAILED' if g['failed'] else '✅ passed'} `{g['rule']}`" for g in gates]
+    failures = report.get("failures") or []
+    if failures:
+        out += ["", f"**{len(failures)} failed task(s)** (results missing; a rerun retries them)"]
+        out += [f"- `{f['task']}`: {_clean(f['error'])}" for f in failures[:5]]
     verdicts = report.get("verdicts") or []
     if verdicts:
         out += ["", "**What to adopt, and what not**"]
