@@ -99,6 +99,40 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from sparring.serve.server import serve
+    except ImportError:
+        raise SparringError("sparring serve needs FastAPI and uvicorn: pip install 'sparring[serve]'") from None
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.public:
+        raise SparringError(f"--host {args.host} exposes the model beyond this machine; add --public to mean it")
+    serve(args.config, args.host, args.port, log=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from sparring.serve.keys import KeyStore
+
+    store = KeyStore(args.keys)
+    if args.action == "add":
+        key = store.add(args.name, args.per_minute, args.total)
+        print(key)
+        print(f"key {args.name!r} added to {args.keys}; it is shown only now", file=sys.stderr)
+    else:
+        store.revoke(args.name)
+        print(f"key {args.name!r} revoked", file=sys.stderr)
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from sparring.serve.audit import verify_log
+
+    ok, verdict = verify_log(args.db)
+    print(verdict)
+    return 0 if ok else EXIT_GATE_FAILED
+
+
 def _cmd_list(_args: argparse.Namespace) -> int:
     from sparring.assess.families import FAMILIES
     from sparring.data import BUILTINS
@@ -175,6 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--sig", required=True, help="signature file")
     vf.add_argument("--pub", required=True, help="public key of the signer")
     vf.set_defaults(func=_cmd_verify)
+    sv = sub.add_parser("serve", help="serve a model behind the gateway (Open Inference Protocol, keys, quotas, audit)")
+    sv.add_argument("config", help="deployment config (TOML: [data], [model], [serve])")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--public", action="store_true", help="allow a --host other than this machine")
+    sv.set_defaults(func=_cmd_serve)
+    ks = sub.add_parser("keys", help="add or revoke a gateway API key (the keys file keeps only hashes)")
+    ks.add_argument("action", choices=("add", "revoke"))
+    ks.add_argument("name", help="the client's name")
+    ks.add_argument("--keys", default="keys.json", help="keys file (default keys.json)")
+    ks.add_argument("--per-minute", type=int, help="queries per minute for this key")
+    ks.add_argument("--total", type=int, help="queries in total for this key")
+    ks.set_defaults(func=_cmd_keys)
+    au = sub.add_parser("audit", help="check the gateway's audit log (SQLite integrity and the hash chain)")
+    au.add_argument("action", choices=("verify",))
+    au.add_argument("db", help="audit log (SQLite)")
+    au.set_defaults(func=_cmd_audit)
     ls = sub.add_parser("list", help="list datasets, architectures, attacks and defences")
     ls.set_defaults(func=_cmd_list)
     return p

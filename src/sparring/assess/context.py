@@ -98,7 +98,7 @@ class Context:
     def model_name(self) -> str:
         """The model's name in the report: factory, skops file, or zoo architecture (default by data shape)."""
         m = self.config.model
-        return m.factory or m.sklearn or m.onnx or m.architecture or default_architecture(self.data)
+        return m.factory or m.sklearn or m.onnx or m.endpoint or m.architecture or default_architecture(self.data)
 
     @property
     def seed(self) -> int:

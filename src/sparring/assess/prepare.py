@@ -7,6 +7,7 @@ each family's checks) before anything is written, so bad input leaves no half-wr
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sparring.data import Dataset, load_dataset
 from sparring.errors import InputError
 from sparring.integrity import IntegrityError, verify_files
 from sparring.models import OnnxClassifier, SklearnClassifier, load_skops, load_torch_model
+from sparring.models.remote import RemoteClassifier
 
 
 def _check_bounds(data: Dataset, bounds: tuple[float, float]) -> None:
@@ -136,6 +138,16 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
                 f"sums to {float(sums[0]):.4g}): set [model] onnx_output = \"logits\" or export a softmax"
             )
         ctx.loaded.reset_queries()
+    elif m.endpoint is not None:
+        key = os.environ.get(m.api_key_env)
+        if not key:
+            raise InputError(f"[model] endpoint needs its API key in the environment variable {m.api_key_env}")
+        ctx.loaded = RemoteClassifier(m.endpoint, key)
+        if ctx.loaded.input_shape != data.input_shape or ctx.loaded.num_classes != data.num_classes:
+            raise InputError(
+                f"the endpoint serves inputs {list(ctx.loaded.input_shape)} and {ctx.loaded.num_classes} classes; "
+                f"the data has {list(data.input_shape)} and {data.num_classes}"
+            )
     elif m.weights is not None:
         assert m.factory is not None
         module = load_torch_model(m.factory, m.weights, m.factory_path)

@@ -119,6 +119,9 @@ class ModelConfig(Signed):
     weights: str | None = None
     sklearn: str | None = None
     onnx: str | None = None
+    #: A deployed model behind ``sparring serve``: ``http://HOST:PORT/v2/models/NAME``, its API key in ``api_key_env``.
+    endpoint: str | None = None
+    api_key_env: str = "SPARRING_API_KEY"
     onnx_output: Literal["logits", "probabilities"] = "logits"
     trusted_types: list[str] = []
     #: The layer feature-space defences read (``"fc1"``, or ``"head:input"`` for what enters ``head``);
@@ -139,9 +142,12 @@ class ModelConfig(Signed):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
-        sources = [s for s in (self.architecture, self.factory, self.sklearn, self.onnx) if s is not None]
+        named = (self.architecture, self.factory, self.sklearn, self.onnx, self.endpoint)
+        sources = [s for s in named if s is not None]
         if len(sources) > 1:
-            raise ValueError("give at most one of 'architecture', 'factory', 'sklearn' or 'onnx'")
+            raise ValueError("give at most one of 'architecture', 'factory', 'sklearn', 'onnx' or 'endpoint'")
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise ValueError("'endpoint' is a URL: http://HOST:PORT/v2/models/NAME")
         if self.weights is not None and self.factory is None:
             raise ValueError("'weights' goes with 'factory' (a function that builds the module)")
         if self.signature is not None and self.trains_here and self.factory is None:
@@ -153,7 +159,7 @@ class ModelConfig(Signed):
     @property
     def trains_here(self) -> bool:
         """True when sparring trains the model (zoo architecture, or a factory without weights)."""
-        return self.sklearn is None and self.onnx is None and self.weights is None
+        return self.sklearn is None and self.onnx is None and self.weights is None and self.endpoint is None
 
     @property
     def zoo(self) -> bool:

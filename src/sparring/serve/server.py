@@ -1,0 +1,38 @@
+"""Starting the gateway: load the deployment, build (or train) its model, apply its hardening, serve it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from sparring.assess.prepare import prepare
+from sparring.defenses.inference import HARDENING
+from sparring.serve.app import ServeConfig, create_app, load_deployment
+from sparring.serve.audit import AuditLog
+from sparring.serve.keys import KeyStore
+
+
+def build_app(config: ServeConfig, base: Path, log: Callable[[str], None] = print) -> tuple[FastAPI, AuditLog]:
+    """The app for a validated deployment config (a zoo model is trained first, seeded)."""
+    ctx = prepare(config, log)
+    target, _ = ctx.target()
+    if config.serve.hardening is not None:
+        target = HARDENING.build(config.serve.hardening).wrap(target)
+    keys = KeyStore(base / config.serve.keys)
+    audit = AuditLog(base / config.serve.audit)
+    return create_app(target, config.serve, keys, audit), audit
+
+
+def serve(path: str | Path, host: str, port: int, log: Callable[[str], None] = print) -> None:
+    """Serve the deployment ``path`` on ``host:port`` with one uvicorn worker until interrupted."""
+    import uvicorn
+
+    config, base = load_deployment(path)
+    app, audit = build_app(config, base, log)
+    log(f"serving {config.serve.name} at http://{host}:{port}/v2/models/{config.serve.name}")
+    try:
+        uvicorn.run(app, host=host, port=port, workers=1, log_level="warning")
+    finally:
+        audit.close()
