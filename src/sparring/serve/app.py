@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from fastapi import FastAPI, Request
@@ -36,6 +37,9 @@ class ServeSettings(Strict):
     hardening: str | None = None
     max_batch: int = Field(256, ge=1)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    #: Query monitors (``stateful``: Chen et al. 2020; ``prada``: Juuti et al. 2019) and what an alarm does.
+    monitors: list[Literal["stateful", "prada"]] = Field(default_factory=list)
+    on_alarm: Literal["log", "block"] = "log"
 
     @field_validator("hardening")
     @classmethod
@@ -67,6 +71,13 @@ class _InferRequest(BaseModel):
     inputs: list[_Tensor] = Field(min_length=1, max_length=1)
 
 
+class Monitor(Protocol):
+    """A query monitor (:mod:`sparring.serve.monitors`)."""
+
+    def observe(self, client: str, x: torch.Tensor, labels: torch.Tensor) -> str | None:
+        """Record a client's queries and their predicted labels; an alarm's reason, or None."""
+
+
 class Refused(Exception):
     """A request refused before the model runs: HTTP ``status`` with a one-line ``reason``."""
 
@@ -75,8 +86,18 @@ class Refused(Exception):
         self.status, self.reason, self.headers = status, reason, headers or {}
 
 
-def create_app(target: Classifier, settings: ServeSettings, keys: KeyStore, audit: AuditLog) -> FastAPI:
-    """The FastAPI app serving ``target`` (already behind its output hardening) as ``settings.name``."""
+def create_app(
+    target: Classifier,
+    settings: ServeSettings,
+    keys: KeyStore,
+    audit: AuditLog,
+    monitors: Sequence[Monitor] = (),
+) -> FastAPI:
+    """The FastAPI app serving ``target`` (already behind its output hardening) as ``settings.name``.
+
+    Each accepted request is shown to every monitor; with ``on_alarm = "block"`` an alarm
+    revokes the key (the answer is withheld, 403) and the key stays blocked.
+    """
     app = FastAPI(title=f"sparring gateway: {settings.name}", docs_url=None, redoc_url=None, openapi_url=None)
     labels_only = Access.SCORES not in target.access
     shape = list(target.input_shape)
@@ -146,8 +167,15 @@ def create_app(target: Classifier, settings: ServeSettings, keys: KeyStore, audi
                 raise Refused(429, f"over {entry.per_minute} queries per minute", {"Retry-After": "60"})
         except Refused as e:
             return refuse(e, key_id, body)
+        predicted = target.predict_labels(x)
+        alarms = [a for m in monitors if (a := m.observe(key_id, x, predicted)) is not None]
+        if alarms and settings.on_alarm == "block":
+            keys.revoke(entry.name)
+            reason = f"blocked: {alarms[0]}"
+            audit.append(key_id, 403, len(x), body, prediction=str(predicted.tolist()), detail=reason)
+            return JSONResponse({"error": reason}, status_code=403)
         if labels_only:
-            out = target.predict_labels(x)
+            out = predicted
             output = {"name": "output", "datatype": "INT64", "shape": [len(x)], "data": out.tolist()}
             shown = out.tolist()
         else:
@@ -159,7 +187,7 @@ def create_app(target: Classifier, settings: ServeSettings, keys: KeyStore, audi
                 "data": scores.flatten().tolist(),
             }
             shown = scores.argmax(dim=1).tolist()
-        audit.append(key_id, 200, len(x), body, prediction=str(shown))
+        audit.append(key_id, 200, len(x), body, prediction=str(shown), detail="; ".join(alarms))
         return JSONResponse({"model_name": settings.name, "outputs": [output]})
 
     return app

@@ -9,9 +9,10 @@ from fastapi import FastAPI
 
 from sparring.assess.prepare import prepare
 from sparring.defenses.inference import HARDENING
-from sparring.serve.app import ServeConfig, create_app, load_deployment
+from sparring.serve.app import Monitor, ServeConfig, create_app, load_deployment
 from sparring.serve.audit import AuditLog
 from sparring.serve.keys import KeyStore
+from sparring.serve.monitors import Prada, StatefulDetector
 
 
 def build_app(config: ServeConfig, base: Path, log: Callable[[str], None] = print) -> tuple[FastAPI, AuditLog]:
@@ -22,7 +23,16 @@ def build_app(config: ServeConfig, base: Path, log: Callable[[str], None] = prin
         target = HARDENING.build(config.serve.hardening).wrap(target)
     keys = KeyStore(base / config.serve.keys)
     audit = AuditLog(base / config.serve.audit)
-    return create_app(target, config.serve, keys, audit), audit
+    monitors: list[Monitor] = []
+    for name in config.serve.monitors:
+        if name == "stateful":
+            detector = StatefulDetector()
+            threshold = detector.calibrate(ctx.test.x[:500])  # benign traffic: the held-out data, in order
+            log(f"stateful detector: threshold {threshold:.4g} (0.1st percentile of benign k-NN distances)")
+            monitors.append(detector)
+        else:
+            monitors.append(Prada())
+    return create_app(target, config.serve, keys, audit, monitors), audit
 
 
 def serve(path: str | Path, host: str, port: int, log: Callable[[str], None] = print) -> None:
