@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -145,7 +145,8 @@ def universal_loss(logits: Tensor, y: Tensor, target: int | None, loss: str, max
     """
     tgt = None if target is None else torch.full_like(y, target)
     if loss == "ce":
-        value = F.cross_entropy(logits, y, reduction="none") if tgt is None else -F.cross_entropy(logits, tgt, reduction="none")
+        ce = F.cross_entropy(logits, y if tgt is None else tgt, reduction="none")
+        value = ce if tgt is None else -ce
     else:
         aim = y if tgt is None else tgt
         own = logits.gather(1, aim[:, None]).squeeze(1)
@@ -186,7 +187,10 @@ def batch_objective(
     return objective
 
 
-class UniversalAttack(Params, ABC):
+U = TypeVar("U", bound=Universal, covariant=True)
+
+
+class UniversalAttack(Params, ABC, Generic[U]):
     """Base of universal attacks: :meth:`craft` one perturbation from ``(x, y)``.
 
     Subclasses implement :meth:`_craft`. Access is checked before the first query.
@@ -195,7 +199,7 @@ class UniversalAttack(Params, ABC):
     requires: ClassVar[Access] = Access.GRADIENTS
     target: int | None
 
-    def craft(self, classifier: Classifier, x: Tensor, y: Tensor) -> Universal:
+    def craft(self, classifier: Classifier, x: Tensor, y: Tensor) -> U:
         """Craft on ``(x, y)``; judge the result with :meth:`Universal.evaluate` on other inputs."""
         classifier.require(self.requires, type(self).__name__)
         x = check_batch(x, classifier.input_shape).detach()
@@ -213,11 +217,11 @@ class UniversalAttack(Params, ABC):
         return out
 
     @abstractmethod
-    def _craft(self, classifier: Classifier, x: Tensor, y: Tensor) -> Universal:
+    def _craft(self, classifier: Classifier, x: Tensor, y: Tensor) -> U:
         """The perturbation, for validated inputs."""
 
 
-class UniversalPGD(UniversalAttack):
+class UniversalPGD(UniversalAttack[UniversalPerturbation]):
     """Universal perturbation by projected stochastic gradient ascent (Shafahi et al., AAAI 2020).
 
     Parameters: ``norm`` and ``eps`` (the ball), ``epochs`` (passes over the crafting
@@ -300,7 +304,7 @@ class UniversalPGD(UniversalAttack):
         ).x
 
 
-class DeepFoolUAP(UniversalAttack):
+class DeepFoolUAP(UniversalAttack[UniversalPerturbation]):
     """The original universal perturbation (Moosavi-Dezfooli et al., CVPR 2017).
 
     Passes over the crafting inputs in a random order; for each input that ``x + v`` does
