@@ -11,6 +11,8 @@ about twice the cost of standard training (one extra forward/backward pass per b
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor, nn
 
@@ -23,6 +25,13 @@ from sparring.train import TrainConfig, TrainResult, fit
 
 #: Epochs when ``fit`` gets no config.
 DEFAULT_EPOCHS = 8
+
+
+@dataclass
+class UniversalTrainResult(TrainResult):
+    """:class:`~sparring.train.TrainResult` with the universal perturbation as training left it (``[*input_shape]``)."""
+
+    perturbation: Tensor = field(default_factory=lambda: torch.zeros(0))
 
 
 class UniversalAdversarialTraining(Params):
@@ -48,7 +57,7 @@ class UniversalAdversarialTraining(Params):
         self.max_loss = None if max_loss is None else check_positive("max_loss", max_loss)
         self.bounds = check_bounds(bounds)
 
-    def fit(self, model: nn.Module, train: Dataset, config: TrainConfig | None = None) -> TrainResult:
+    def fit(self, model: nn.Module, train: Dataset, config: TrainConfig | None = None) -> UniversalTrainResult:
         """Train ``model`` on ``train`` carrying the evolving universal perturbation.
 
         Uses :func:`sparring.train.fit` (``config`` defaults to ``TrainConfig(epochs=8)``);
@@ -71,4 +80,5 @@ class UniversalAdversarialTraining(Params):
             delta = ascent.step(view, x, y, torch.arange(len(x)), delta, 1, size).detach()
             return (x + delta).clamp(lo, hi)
 
-        return fit(model, train, cfg, transform=universal, desc="universal adversarial training")
+        result = fit(model, train, cfg, transform=universal, desc="universal adversarial training")
+        return UniversalTrainResult(result.model, result.seconds, result.losses, delta[0])
