@@ -36,6 +36,7 @@ def test_patch_at_ten_percent_beats_a_random_patch_on_held_out_inputs_and_placem
         for s in range(3)
     ]
     assert held_out.clean_accuracy > 0.9
+    # the gap was 0.15-0.26 over model seeds 0-3 and attack seeds 0-1
     assert held_out.robust_accuracy < min(r.robust_accuracy for r in randoms) - 0.1
     assert float(patch.pattern.min()) >= 0.0 and float(patch.pattern.max()) <= 1.0
     assert bool((held_out.result.norms == patch.area).all())
@@ -45,7 +46,7 @@ def test_a_larger_patch_is_stronger(digits_cnn: TorchClassifier, digits_split: t
     train, test = digits_split
     small = AdversarialPatch(area=0.05, steps=150).craft(digits_cnn, train.x, train.y)
     large = AdversarialPatch(area=0.25, steps=150).craft(digits_cnn, train.x, train.y)
-    assert (
+    assert (  # 0.42-0.54 apart over model seeds 0-3 and attack seeds 0-1
         large.evaluate(digits_cnn, test.x, test.y).robust_accuracy
         < small.evaluate(digits_cnn, test.x, test.y).robust_accuracy - 0.1
     )
