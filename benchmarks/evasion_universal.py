@@ -38,14 +38,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from _common import art_estimator, emit, ratio, run_id, split, standard_case, timer, trained_model
+from _common import art_estimator, emit, ratio, run_id, split, standard_case, timer
 from sparring.attacks.evasion import AdversarialPatch, DeepFoolUAP, Patch, UniversalPerturbation, UniversalPGD, get_norm
 from sparring.attacks.evasion.patch import patch_side
 from sparring.defenses.inference import DerandomizedSmoothing
 from sparring.defenses.training import UniversalAdversarialTraining
 from sparring.metrics import accuracy
 from sparring.models import TorchClassifier, build
-from sparring.train import TrainConfig
+from sparring.train import TrainConfig, fit
 
 NAME = "evasion_universal"
 EVAL_SEED = 7919
@@ -166,10 +166,13 @@ def part_patch(args: argparse.Namespace, model: nn.Module, craft: Any, x: Tensor
 def part_uat(
     args: argparse.Namespace, model: nn.Module, train: Any, craft: Any, x: Tensor, y: Tensor, run: str
 ) -> None:
-    _, std_seconds, _ = trained_model(train, "small_cnn", epochs=8, seed=0)
+    cfg = TrainConfig(epochs=8, seed=0, progress=False)
+    with timer() as s:  # standard training timed beside it, under the same load
+        fit(build("small_cnn", train.input_shape, 10, seed=0), train, cfg)
+    std_seconds = s["seconds"]
     with timer() as t:
         result = UniversalAdversarialTraining(eps=args.uat_eps).fit(
-            build("small_cnn", train.input_shape, 10, seed=0), train, TrainConfig(epochs=8, seed=0, progress=False)
+            build("small_cnn", train.input_shape, 10, seed=0), train, cfg
         )
     models = {
         "standard": TorchClassifier(model, x.shape[1:], 10),

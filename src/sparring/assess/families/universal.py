@@ -259,10 +259,11 @@ def crafted(ctx: Context, ev: UniversalSpec, label: str, budget: float, clf: Cla
     return value
 
 
-def _picture(u: Universal) -> Tensor:
+def _picture(u: Universal, bounds: tuple[float, float]) -> Tensor:
     """The perturbation (mid-grey is zero, scaled to its largest entry) or the patch, for display in [0, 1]."""
     if isinstance(u, Patch):
-        return u.pattern
+        lo, hi = bounds
+        return (u.pattern - lo) / (hi - lo)
     assert isinstance(u, UniversalPerturbation)
     return (0.5 + u.delta / (2 * u.delta.abs().max().clamp_min(1e-12))).clamp(0, 1)
 
@@ -527,7 +528,7 @@ class UniversalFamily(Family[UniversalSpec, UniversalCurveResult]):
                     fooling_rate=e.fooling_rate,
                     craft_seconds=u.seconds,
                     craft_queries=u.queries,
-                    image=_rounded(_picture(u), 0.0, 1.0),
+                    image=_rounded(_picture(u, (lo, hi)), 0.0, 1.0),
                     example=_rounded(e.result.x_adv[0], lo, hi) if len(test) else [],
                     certified_accuracy=certified,
                 )

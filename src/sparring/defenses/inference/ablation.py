@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from sparring.data import Dataset
-from sparring.errors import ConfigError, InputError, check_choice, check_positive_int, check_seed
+from sparring.errors import AccessError, ConfigError, check_choice, check_positive_int, check_seed
 from sparring.models import Classifier, ClassifierWrapper, check_batch
 from sparring.params import Params
 from sparring.train import TrainConfig, TrainResult, fit
@@ -157,7 +157,7 @@ class SmoothedClassifier(ClassifierWrapper):
         return torch.logsumexp(log_p, dim=0) - math.log(p)
 
     def _features(self, x: Tensor, layer: str) -> Tensor:
-        raise InputError("a smoothed classifier has no single feature map: read the base classifier's")
+        raise AccessError("a smoothed classifier has no single feature map: read the base classifier's")
 
     def certify(self, x: Tensor, y: Tensor, side: int) -> Tensor:
         """Per input: True when the vote is correct and no ``side`` x ``side`` patch anywhere can change it.
