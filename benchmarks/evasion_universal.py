@@ -48,6 +48,8 @@ from sparring.models import TorchClassifier, build
 from sparring.train import TrainConfig, fit
 
 NAME = "evasion_universal"
+#: Operator schemas defined for torchvision's import (kept alive; see :func:`import_torchvision`).
+SCHEMAS: list[Any] = []
 EVAL_SEED = 7919
 
 
@@ -65,7 +67,29 @@ def art_uap(model: nn.Module, x: Tensor, eps: float, passes: int) -> Tensor:
     return torch.as_tensor(attack.noise[0], dtype=torch.float32)
 
 
+def import_torchvision() -> None:
+    """Import torchvision for ART's patch, which uses its transforms only (no compiled operators).
+
+    Where torchvision's compiled operators do not load with this torch (the only torchvision
+    wheel on the benchmark machine is a CUDA build), its import fails on registering fake
+    kernels for two operators; defining their schemas first lets the pure-Python part import.
+    """
+    import sys
+
+    try:
+        import torchvision
+    except RuntimeError:
+        for name in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[name]
+        lib = torch.library.Library("torchvision", "DEF")
+        for op in ("nms", "qnms"):
+            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        SCHEMAS.append(lib)  # a Library drops its definitions when collected
+        import torchvision  # noqa: F401
+
+
 def art_patch(model: nn.Module, x: Tensor, y: Tensor, side: int, steps: int, lr: float) -> Tensor:
+    import_torchvision()
     from art.attacks.evasion import AdversarialPatchPyTorch
 
     est = art_estimator(model, tuple(x.shape[1:]))
