@@ -17,8 +17,17 @@ from sparring.attacks.evasion.gradient import FGSM, PGD
 from sparring.attacks.evasion.hopskipjump import HopSkipJump
 from sparring.attacks.evasion.mimicry import InternalMimicry
 from sparring.attacks.evasion.norms import L2, Linf, Norm, get_norm
+from sparring.attacks.evasion.patch import AdversarialPatch, Patch
 from sparring.attacks.evasion.square import Square
 from sparring.attacks.evasion.transfer import Transfer
+from sparring.attacks.evasion.universal import (
+    DeepFoolUAP,
+    Universal,
+    UniversalAttack,
+    UniversalEvaluation,
+    UniversalPerturbation,
+    UniversalPGD,
+)
 from sparring.params import Registry
 
 #: Evasion attacks by the name an assessment config uses.
@@ -30,6 +39,13 @@ EVASION_ATTACKS.add("cw-l2", CarliniWagnerL2)
 EVASION_ATTACKS.add("square", Square)
 EVASION_ATTACKS.add("hopskipjump", HopSkipJump)
 
+#: Input-agnostic attacks (one perturbation or patch for every input), by config name: they
+#: ``craft`` on some inputs and are judged on others, so they are not per-input ``run`` attacks.
+UNIVERSAL_ATTACKS: Registry[UniversalAttack[Universal]] = Registry("universal attack")
+UNIVERSAL_ATTACKS.add("uap", UniversalPGD)
+UNIVERSAL_ATTACKS.add("uap-deepfool", DeepFoolUAP)
+UNIVERSAL_ATTACKS.add("patch", AdversarialPatch)
+
 __all__ = [
     "APGD",
     "BPDA",
@@ -38,18 +54,27 @@ __all__ = [
     "FGSM",
     "L2",
     "PGD",
+    "UNIVERSAL_ATTACKS",
+    "AdversarialPatch",
     "CarliniWagnerL2",
     "CurvePoint",
+    "DeepFoolUAP",
     "EvasionAttack",
     "EvasionResult",
     "HopSkipJump",
     "InternalMimicry",
     "Linf",
     "Norm",
+    "Patch",
     "SecurityCurve",
     "Square",
     "SqueezingAwarePGD",
     "Transfer",
+    "Universal",
+    "UniversalAttack",
+    "UniversalEvaluation",
+    "UniversalPGD",
+    "UniversalPerturbation",
     "WorstCaseEnsemble",
     "autoattack",
     "get_norm",

@@ -1,5 +1,6 @@
 """Inference-time defences: ``wrap(classifier) -> Classifier``, and input detectors (fit, score, detect)."""
 
+from sparring.defenses.inference.ablation import DerandomizedSmoothing, SmoothedClassifier
 from sparring.defenses.inference.detector import Detector, threshold_at
 from sparring.defenses.inference.feature_squeezing import FeatureSqueezing, SqueezingResult
 from sparring.defenses.inference.masking import RandomMasking
@@ -40,6 +41,7 @@ __all__ = [
     "TRANSFORMS",
     "TRANSFORM_NAMES",
     "BitDepth",
+    "DerandomizedSmoothing",
     "Detector",
     "FeatureSqueezing",
     "GaussianNoise",
@@ -50,6 +52,7 @@ __all__ = [
     "Purification",
     "RandomMasking",
     "RoundScores",
+    "SmoothedClassifier",
     "SqueezingResult",
     "TopKScores",
     "harden",
