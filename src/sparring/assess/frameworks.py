@@ -112,6 +112,12 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "transfer_learning.gradient_dissimilarity": ("AML.M0003",),
     "backdoor.mixup": ("AML.M0003",),
     "backdoor.cutmix": ("AML.M0003",),
+    "universal.universal_adversarial_training": ("AML.M0003",),
+    "universal.adversarial_training": ("AML.M0003",),
+    # a classifier voting over ablated inputs (certified against a patch): a hardened model
+    "universal.derandomized_smoothing": ("AML.M0003",),
+    "universal.strip": ("AML.M0015",),
+    "universal.random_masking": ("AML.M0015",),
     # robust aggregation of federated updates hardens the global model against its clients
     "federated.median": ("AML.M0003",),
     "federated.trimmed_mean": ("AML.M0003",),
