@@ -91,8 +91,9 @@ class LiRA(ReferenceAttack):
             return torch.empty(0, dtype=torch.float64)
         keep = self._keep_for(len(y), self.online)
         target = logit_confidence(classifier.predict_scores(x), y)
-        return lira_scores(target, reference_signals(self.references_, x, logit_confidence, y), keep,
-                           self.fixed_variance)
+        return lira_scores(
+            target, reference_signals(self.references_, x, logit_confidence, y), keep, self.fixed_variance
+        )
 
 
 MEMBERSHIP_ATTACKS.add("lira", LiRA)

@@ -188,9 +188,7 @@ def _train_stacked(models: list[nn.Module], pool: Dataset, keep: Tensor, config:
 
     batched = vmap(one, randomness="different")
     if config.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(
-            params.values(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        opt: torch.optim.Optimizer = torch.optim.Adam(params.values(), lr=config.lr, weight_decay=config.weight_decay)
     else:
         opt = torch.optim.SGD(params.values(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     own = [torch.nonzero(row).flatten() for row in keep]
