@@ -405,9 +405,11 @@ def references_artefact(ctx: Context, mc: MembershipSpec) -> Artefact[ReferenceM
     """The reference models of an entry: a shared artefact, one per (offline/online, K, population, samples).
 
     Offline, the pool is the population only (no reference model sees an evaluated sample)
-    and each model trains on its own random half; online, the pool is the evaluated samples
-    (members first, then non-members) followed by the population, each sample IN for half
-    of the models. Every model trains with the target's settings from its own seed.
+    and each model trains on its own random half (at most as many samples as the target's
+    training set); online, the pool is the evaluated samples (members first, then
+    non-members) followed by as much of the population as makes a half the size of the
+    target's training set, each sample IN for half of the models. Every model trains with
+    the target's settings from its own seed.
     """
     k, share = mc.n_references, mc.population_share
     mode = "online" if mc.online else "offline"
@@ -418,13 +420,19 @@ def references_artefact(ctx: Context, mc: MembershipSpec) -> Artefact[ReferenceM
         population = ctx.test.subset(split.population, "population")
         if not mc.online:
             return population, 0
+        # Halves of the pool as large as the target's training set where the population allows: the
+        # two-sided online test is sound only when the IN models resemble the target.
+        population = population.subset(torch.arange(min(len(population), max(2, 2 * (len(ctx.train) - split.k)))))
         x = torch.cat([ctx.train.x[split.members], ctx.test.x[split.non_members], population.x])
         y = torch.cat([ctx.train.y[split.members], ctx.test.y[split.non_members], population.y])
         return Dataset(x, y, list(ctx.data.classes), "reference pool"), 2 * split.k
 
     def build(ctx: Context) -> ReferenceModels:
         pool, candidates = pool_of(_split(ctx, mc))
-        keep = (balanced_keep if mc.online else random_halves)(k, len(pool), ctx.seed)
+        if mc.online:
+            keep = balanced_keep(k, len(pool), ctx.seed)
+        else:
+            keep = random_halves(k, len(pool), ctx.seed, size=len(ctx.train))
         ctx.log(f"  training {k} reference model(s) on random halves of {len(pool)} samples")
         return train_references(ctx.build_model, pool, keep, ctx.train_config(), candidates=candidates)
 

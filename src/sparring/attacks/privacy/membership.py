@@ -13,7 +13,7 @@ threshold attack (needs scores) and the gap attack (needs labels only).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -187,7 +187,7 @@ class ReferenceAttack(MembershipAttack):
         self.population_ = None
 
     def fit_references(
-        self, references: list[Classifier], keep: Tensor | None = None, population: Dataset | None = None
+        self, references: Sequence[Classifier], keep: Tensor | None = None, population: Dataset | None = None
     ) -> ReferenceAttack:
         """Keep the reference classifiers, who saw which scored sample, and the population."""
         if not references:

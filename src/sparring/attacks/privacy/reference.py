@@ -83,13 +83,14 @@ def balanced_keep(k_models: int, n: int, seed: int) -> Tensor:
     return ranks < max(1, k_models // 2) if k_models > 1 else torch.rand(1, n, generator=g) < 0.5
 
 
-def random_halves(k_models: int, n: int, seed: int) -> Tensor:
-    """``[K, n]`` booleans: each model IN on its own random half of the ``n`` samples."""
+def random_halves(k_models: int, n: int, seed: int, size: int | None = None) -> Tensor:
+    """``[K, n]`` booleans: each model IN on its own random half of the ``n`` samples (at most ``size`` of them)."""
     check_positive_int("reference models", k_models)
     g = torch.Generator().manual_seed(seed)
     keep = torch.zeros(k_models, n, dtype=torch.bool)
+    take = n // 2 if size is None else min(n // 2, size)
     for k in range(k_models):
-        keep[k, torch.randperm(n, generator=g)[: n // 2]] = True
+        keep[k, torch.randperm(n, generator=g)[:take]] = True
     return keep
 
 
