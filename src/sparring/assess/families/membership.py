@@ -3,14 +3,14 @@
 Members are drawn from the training set, non-members from held-out data of the same
 distribution; the ROC gives AUC and TPR at 0.1 % and 1 % FPR (LiRA's protocol, Carlini et
 al., IEEE S&P 2022). Attacks: the loss threshold and the label-only gap (Yeom et al., CSF
-2018), LiRA (Carlini et al., S&P 2022; offline or online) and offline RMIA (Zarifzadeh et al.,
-ICML 2024). LiRA and RMIA compare the target with reference models trained like it on random
-halves of a population share of the held-out data (``population``, by default half of it), a
-shared artefact built once per setting and stored. Output hardening (rounding, top-k, labels
-only; Shokri et al., IEEE S&P 2017) is judged by the attack that still applies: the
-reference models are seen through the same hardening, and a score-based attack falls back
-to the label-only gap attack when scores are hidden. The matrix rates the strongest attack
-that ran (the highest TPR at 1 % FPR), and its text names it.
+2018), LiRA (Carlini et al., S&P 2022; offline or online), offline RMIA (Zarifzadeh et al.,
+ICML 2024) and shadow models (Shokri et al., S&P 2017). The last three compare the target
+with reference models trained like it on random halves of a population share of the
+held-out data (``population``, by default half of it), a shared artefact built once per
+setting and stored. Output hardening (rounding, top-k, labels only; Shokri et al.) is judged
+by the attack that still applies: the reference models are seen through the same hardening,
+and a score-based attack falls back to the label-only gap attack when scores are hidden. The
+matrix rates the strongest attack that ran (the highest TPR at 1 % FPR), and its text names it.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ RULE = Rule("TPR at 1 % FPR", medium=0.02, high=0.1, note="chance is 1 %")
 
 
 #: Attacks that need reference models, and the default number of them.
-REFERENCE_ATTACKS = {"lira": 8, "rmia": 2}
+REFERENCE_ATTACKS = {"lira": 8, "rmia": 2, "shadow": 4}
 #: Share of the held-out data set aside as the population when a reference attack does not say.
 DEFAULT_POPULATION = 0.5
 #: Training-set records listed as the most exposed.
@@ -68,10 +68,10 @@ EXPOSED = 10
 class MembershipSpec(Entry):
     """Membership inference on the model's training set.
 
-    ``references`` (LiRA, RMIA): reference models to train (default 8 for LiRA, 2 for RMIA);
+    ``references`` (LiRA, RMIA, shadow): reference models to train (default 8, 2 and 4);
     ``online`` (LiRA): reference models also train on the evaluated samples, each IN for half
     of them; ``fixed_variance`` (LiRA): one pooled variance per side; ``population``: share of
-    the held-out data set aside as data the target never saw (default 0.5 for LiRA and RMIA,
+    the held-out data set aside as data the target never saw (default 0.5 for those attacks,
     0 otherwise; give the same value to every entry to score all attacks on the same samples).
     """
 
@@ -128,6 +128,8 @@ def attack_title(attack: str, online: bool = False, references: int = 0) -> str:
         return f"LiRA ({'online' if online else 'offline'}, {references} reference models)"
     if attack == "rmia":
         return f"RMIA (offline, {references} reference model{'s' if references != 1 else ''})"
+    if attack == "shadow":
+        return f"shadow models ({references})"
     return {"loss_threshold": "loss threshold", "gap": "label-only gap"}.get(attack, attack)
 
 

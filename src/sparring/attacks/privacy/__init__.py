@@ -13,6 +13,7 @@ from sparring.attacks.privacy.membership import (
 )
 from sparring.attacks.privacy.reference import MembershipSplit, ReferenceModels, membership_split, train_references
 from sparring.attacks.privacy.rmia import RMIA
+from sparring.attacks.privacy.shadow import ShadowModels
 
 __all__ = [
     "MEMBERSHIP_ATTACKS",
@@ -25,6 +26,7 @@ __all__ = [
     "MembershipSplit",
     "ReferenceAttack",
     "ReferenceModels",
+    "ShadowModels",
     "cross_entropy_from_scores",
     "evaluate_membership",
     "membership_split",

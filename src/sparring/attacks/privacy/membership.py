@@ -171,7 +171,8 @@ class ReferenceAttack(MembershipAttack):
     :meth:`fit_references` gives the reference classifiers (each behind the same output
     hardening as the target, if any), ``keep`` (``[K, N]``: reference ``k`` trained on the
     ``i``-th sample :meth:`score` will be given; None when no reference saw any of them, the
-    offline setting) and ``population`` (data the target never saw).
+    offline setting), ``population`` (data the target never saw) and ``population_keep``
+    (``[K, len(population)]``: which population samples each reference model trained on).
     """
 
     requires: ClassVar[Access] = Access.SCORES
@@ -179,17 +180,23 @@ class ReferenceAttack(MembershipAttack):
     references_: list[Classifier]
     keep_: Tensor | None
     population_: Dataset | None
+    population_keep_: Tensor | None
 
     def __init__(self) -> None:
         super().__init__()
         self.references_ = []
         self.keep_ = None
         self.population_ = None
+        self.population_keep_ = None
 
     def fit_references(
-        self, references: Sequence[Classifier], keep: Tensor | None = None, population: Dataset | None = None
+        self,
+        references: Sequence[Classifier],
+        keep: Tensor | None = None,
+        population: Dataset | None = None,
+        population_keep: Tensor | None = None,
     ) -> ReferenceAttack:
-        """Keep the reference classifiers, who saw which scored sample, and the population."""
+        """Keep the reference classifiers, who saw which scored sample, the population and who saw which of it."""
         if not references:
             raise ConfigError(f"{type(self).__name__} needs at least one reference model")
         for ref in references:
@@ -199,6 +206,7 @@ class ReferenceAttack(MembershipAttack):
         self.references_ = list(references)
         self.keep_ = keep
         self.population_ = population
+        self.population_keep_ = population_keep
         return self
 
     def _keep_for(self, n: int, needed: bool) -> Tensor | None:
@@ -332,7 +340,7 @@ def evaluate_membership(
             if refs.candidates != 2 * k:
                 raise InputError(f"the reference models cover {refs.candidates} evaluated samples, expected {2 * k}")
             keep = refs.keep[:, : refs.candidates]
-        runner.fit_references([view(m) for m in refs.models], keep, refs.population)
+        runner.fit_references([view(m) for m in refs.models], keep, refs.population, refs.keep[:, refs.candidates :])
         n_refs, ref_seconds = len(refs), refs.seconds
     q0, t0 = classifier.queries, time.perf_counter()
     runner.fit(classifier)

@@ -14,10 +14,10 @@ their reference models on the population only (every evaluated sample is OUT for
 reference model); online attacks train them on the population plus the evaluated samples,
 each evaluated sample IN for exactly half of the models.
 
-:func:`train_references` trains the K models together when it can: their parameters are
-stacked and one step of all K is one ``torch.func.vmap`` over ``functional_call``; models
-with buffers (BatchNorm) or that vmap cannot batch train one after another with
-:func:`sparring.train.fit`.
+:func:`train_references` trains the K models one after another with
+:func:`sparring.train.fit`, or together (``stacked``): their parameters stacked and one step
+of all K one ``torch.func.vmap`` over ``functional_call``; models with buffers (BatchNorm) or
+that vmap cannot batch fall back to one after another.
 """
 
 from __future__ import annotations
@@ -141,17 +141,20 @@ def train_references(
     pool: Dataset,
     keep: Tensor,
     config: TrainConfig,
-    stacked: bool = True,
+    stacked: bool = False,
     candidates: int = 0,
 ) -> ReferenceModels:
     """Train one model per row of ``keep`` on its share of ``pool`` with ``config``.
 
     Model ``k`` starts from weights reinitialised from ``config.seed + 1 + k`` and shuffles
-    its batches from its own seed. With ``stacked`` (and a model without buffers) all K
+    its batches from its own seed. By default the models train one after another; with
+    ``stacked`` (and a model without buffers) all K
     train together: parameters stacked along a new first axis, one Adam/SGD step over all
     of them, each model's loss the mean cross-entropy over its own batch (so each slice gets
     exactly its own gradient). A model's half is padded with repeats of its own samples up
-    to the largest half so all batches have one shape.
+    to the largest half so all batches have one shape. On a CPU the stacked schedule measured
+    slower than the sequential one for the zoo models (benchmarks/privacy_references.py), so it
+    is not the default.
     """
     if keep.dim() != 2 or keep.shape[1] != len(pool):
         raise InputError(f"keep must be [K, {len(pool)}], got {tuple(keep.shape)}")
