@@ -51,6 +51,7 @@ from sparring.attacks.privacy.reference import (
 )
 from sparring.data import Dataset
 from sparring.defenses.inference import HARDENING
+from sparring.defenses.training.dp_sgd import PRIVATE_TRAINING, fix_module, require_opacus
 from sparring.errors import ConfigError, SparringError
 from sparring.metrics import Interval, accuracy, auc_interval, per_query_ms, rate_interval
 
@@ -155,6 +156,11 @@ class MembershipScenarioResult(ScenarioResult):
     references: int = 0
     reference_seconds: float = 0.0
     population: int = 0
+    #: DP-SGD (a training defence): the accountant's ε spent at δ, the noise multiplier and the training seconds.
+    epsilon: float | None = None
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    defence_seconds: float | None = None
     #: Training-set indices of the members with the highest scores (the most exposed records), best first.
     exposed: list[int] = []
     #: Wall time the output hardening adds per query, in ms (median of repeated timings).
@@ -235,6 +241,16 @@ def _html(results: list[dict[str, Any]]) -> str:
                 "are identified at 0.1 % FPR.</p>"
             )
     for r in results:
+        if r.get("epsilon") is not None:
+            out.append(
+                f"<p>{esc(r['defence'])}: the target retrained with DP-SGD through Opacus (Poisson sampling, "
+                f"gradients clipped at norm 1, noise multiplier {float(r.get('noise_multiplier') or 0):.2f}; "
+                "BatchNorm would be replaced by GroupNorm): the accountant's "
+                f"ε = {r['epsilon']:.2f} at δ = {r['delta']:.0e}, clean accuracy {pct(r['clean_accuracy'])}, "
+                f"{float(r.get('defence_seconds') or 0):.1f} s of training. The attack's reference models are "
+                "trained without DP. No audited lower bound ε̂ is computed yet.</p>"
+            )
+    for r in results:
         if r.get("fallback_reason"):
             out.append(f'<p class="muted">{esc(r["defence"] or "no defence")}: {esc(r["fallback_reason"])}</p>')
     return "".join(out)
@@ -251,7 +267,10 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
     result = MembershipScenarioResult
     threats = {TEST_PRIVACY: "membership inference"}
     rules = {TEST_PRIVACY: RULE}
-    defences = (Defences("inference", registry=HARDENING, summary="output hardening"),)
+    defences = (
+        Defences("inference", registry=HARDENING, summary="output hardening"),
+        Defences("training", registry=PRIVATE_TRAINING, summary="DP-SGD through Opacus (extra 'privacy')"),
+    )
     attacks = tuple(MEMBERSHIP_ATTACKS)
     smoke = {
         "membership": [
@@ -277,6 +296,12 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
                 )
 
     def check(self, ctx: Context, index: int, entry: MembershipSpec) -> None:
+        if any(self.defence_kind(d) == "training" for d in entry.defences):
+            require_opacus("membership defence dp_sgd")
+            if not (ctx.config.model.trains_here or ctx.config.model.factory):
+                raise ConfigError(
+                    "membership defence dp_sgd trains the model: give [model] 'architecture' or 'factory'"
+                )
         if entry.attack not in REFERENCE_ATTACKS:
             return
         try:
@@ -293,14 +318,22 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
     def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         mc = sc.spec
         assert isinstance(mc, MembershipSpec)
-        return [references_artefact(ctx, mc)] if mc.attack in REFERENCE_ATTACKS else []
+        needed: list[Artefact[Any]] = [references_artefact(ctx, mc)] if mc.attack in REFERENCE_ATTACKS else []
+        if sc.defence is not None and self.defence_kind(sc.defence) == "training":
+            needed.append(private_artefact(ctx, sc.defence))
+        return needed
 
     def run(self, ctx: Context, sc: Scenario) -> MembershipScenarioResult:
         mc = sc.spec
         assert isinstance(mc, MembershipSpec)
         clf, _ = ctx.target()
         query_ms = None
-        harden = HARDENING.build(sc.defence) if sc.defence is not None else None
+        private: dict[str, float] = {}
+        training = sc.defence is not None and self.defence_kind(sc.defence) == "training"
+        if training:
+            assert sc.defence is not None
+            clf, private = ctx.artefact(private_artefact(ctx, sc.defence))
+        harden = HARDENING.build(sc.defence) if sc.defence is not None and not training else None
         if harden is not None:
             target, clf = clf, harden.wrap(clf)
             query_ms = max(0.0, per_query_ms(clf, ctx.test.x) - per_query_ms(target, ctx.test.x))
@@ -351,6 +384,7 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
                 "population": len(_split(ctx, mc).population) if uses_refs else 0,
                 "exposed": r.member_index[top].tolist() if r.attack != "gap" else [],
                 "query_ms": query_ms,
+                **private,
             }
         )
 
@@ -392,6 +426,9 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
 
     def cost(self, key: str, result: MembershipScenarioResult, base: MembershipScenarioResult) -> CostRow:
         row = super().cost(key, result, base)
+        if result.epsilon is not None:
+            note = f"DP-SGD training; accountant's ε {result.epsilon:.2f} at δ {result.delta:.0e}"
+            return dataclasses.replace(row, seconds_note=note)
         return dataclasses.replace(row, seconds_note="inference-time wrapper; no training cost")
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
@@ -401,6 +438,40 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
 def _split(ctx: Context, mc: MembershipSpec) -> MembershipSplit:
     """The member / non-member / population draw of an entry (the one evaluate_membership makes)."""
     return membership_split(len(ctx.train), len(ctx.test), mc.samples, mc.population_share, ctx.seed)
+
+
+def private_artefact(ctx: Context, spec: str) -> Artefact[tuple[Any, dict[str, float]]]:
+    """The target's architecture trained with DP-SGD (``dp_sgd:EPS``) on the training set, and its ε spent."""
+    defence = PRIVATE_TRAINING.build(spec)
+
+    def build_module() -> torch.nn.Module:
+        return fix_module(ctx.build_model())
+
+    def build(ctx: Context) -> tuple[Any, dict[str, float]]:
+        ctx.log(f"  training the target with {spec} (Opacus)")
+        out = defence.train(ctx.build_model(), ctx.train, ctx.train_config())
+        info = {
+            "epsilon": out.epsilon,
+            "delta": out.delta,
+            "noise_multiplier": out.noise_multiplier,
+            "defence_seconds": out.seconds,
+        }
+        return ctx.wrap(out.model), info
+
+    def save(value: tuple[Any, dict[str, float]], folder: Path) -> None:
+        save_tensors(folder / "model.safetensors", value[0].model.state_dict())
+        save_json(folder / "private.json", value[1])
+
+    def load(ctx: Context, folder: Path) -> tuple[Any, dict[str, float]]:
+        import json
+
+        module = build_module()
+        module.load_state_dict(load_tensors(folder / "model.safetensors"))
+        return ctx.wrap(module.eval()), {
+            k: float(v) for k, v in json.loads((folder / "private.json").read_text()).items()
+        }
+
+    return Artefact(f"model-{spec}", {"defence": spec, **defence.get_params()}, build, save, load)
 
 
 def references_artefact(ctx: Context, mc: MembershipSpec) -> Artefact[ReferenceModels]:
