@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from sparring.attacks.privacy.membership import MEMBERSHIP_ATTACKS, ReferenceAttack
-from sparring.attacks.privacy.reference import logit_confidence, reference_signals
+from sparring.attacks.privacy.signals import logit_confidence, reference_signals
 from sparring.errors import ConfigError
 
 #: Floor of a standard deviation, so a degenerate (constant) reference statistic stays finite.

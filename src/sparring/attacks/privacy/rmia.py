@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from sparring.attacks.privacy.membership import MEMBERSHIP_ATTACKS, ReferenceAttack
-from sparring.attacks.privacy.reference import reference_signals, true_class_probability
+from sparring.attacks.privacy.signals import reference_signals, true_class_probability
 from sparring.errors import ConfigError, InputError
 
 #: Floor of a probability in a ratio.
