@@ -19,7 +19,7 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
 	touch $@
 
 $(VENV)/.installed-bench: pyproject.toml constraints.txt | $(PY)
-	$(PIP) -e '.[dev,bench]'
+	$(PIP) -e '.[dev,bench,privacy]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -45,6 +45,10 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/poisoning_clean_label.py --threads 1
 	$(PY) benchmarks/federated.py --threads 1
 	$(PY) benchmarks/sponge.py
+	$(PY) benchmarks/privacy_membership.py --threads 1
+	$(PY) benchmarks/privacy_references.py --threads 1 --dataset digits --test-fraction 0.5
+	$(PY) benchmarks/privacy_references.py --threads 1 --dataset mnist5k --epochs 3
+	$(PY) benchmarks/privacy_dp.py --threads 1
 
 clean:
 	rm -rf $(VENV) sparring-report .pytest_cache .mypy_cache .ruff_cache

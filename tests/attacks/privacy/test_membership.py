@@ -138,7 +138,7 @@ def test_draw_is_seeded(overfit: TorchClassifier, split: tuple[Dataset, Dataset]
 def test_bad_arguments_raise(overfit: TorchClassifier, split: tuple[Dataset, Dataset]) -> None:
     members, non_members = split
     with pytest.raises(ConfigError) as err:
-        evaluate_membership(overfit, members, non_members, attack="lira")
+        evaluate_membership(overfit, members, non_members, attack="shadow_of_a_doubt")
     for name in MEMBERSHIP_ATTACKS:
         assert name in str(err.value)
     with pytest.raises(ConfigError, match="n must"):

@@ -2,21 +2,30 @@
 
 Members are drawn from the training set, non-members from held-out data of the same
 distribution; the ROC gives AUC and TPR at 0.1 % and 1 % FPR (LiRA's protocol, Carlini et
-al., IEEE S&P 2022). Output hardening (rounding, top-k, labels only; Shokri et al., IEEE S&P
-2017) is judged by the attack that still applies: the loss attack falls back to the
-label-only gap attack when scores are hidden.
+al., IEEE S&P 2022). Attacks: the loss threshold and the label-only gap (Yeom et al., CSF
+2018), LiRA (Carlini et al., S&P 2022; offline or online), offline RMIA (Zarifzadeh et al.,
+ICML 2024) and shadow models (Shokri et al., S&P 2017). The last three compare the target
+with reference models trained like it on random halves of a population share of the
+held-out data (``population``, by default half of it), a shared artefact built once per
+setting and stored. Output hardening (rounding, top-k, labels only; Shokri et al.) is judged
+by the attack that still applies: the reference models are seen through the same hardening,
+and a score-based attack falls back to the label-only gap attack when scores are hidden. The
+matrix rates the strongest attack that ran (the highest TPR at 1 % FPR), and its text names it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+import torch
+from pydantic import Field, field_validator, model_validator
 
-from sparring.assess.context import Context
+from sparring.assess.artefacts import load_tensors, save_json, save_tensors
+from sparring.assess.context import Artefact, Context
 from sparring.assess.family import (
     TEST_PRIVACY,
     CostRow,
@@ -31,18 +40,48 @@ from sparring.assess.family import (
 )
 from sparring.assess.htmlkit import esc, pct, png, table
 from sparring.assess.spec import Entry, defences_field, one_of, parses
-from sparring.attacks.privacy import MEMBERSHIP_ATTACKS, evaluate_membership
+from sparring.attacks.privacy import MEMBERSHIP_ATTACKS, ReferenceAttack, evaluate_membership
+from sparring.attacks.privacy.reference import (
+    MembershipSplit,
+    ReferenceModels,
+    balanced_keep,
+    membership_split,
+    random_halves,
+    train_references,
+)
+from sparring.data import Dataset
 from sparring.defenses.inference import HARDENING
+from sparring.defenses.training.dp_sgd import PRIVATE_TRAINING, fix_module, require_opacus
+from sparring.errors import ConfigError, SparringError
 from sparring.metrics import Interval, accuracy, auc_interval, per_query_ms, rate_interval
 
 RULE = Rule("TPR at 1 % FPR", medium=0.02, high=0.1, note="chance is 1 %")
 
 
+#: Attacks that need reference models, and the default number of them.
+REFERENCE_ATTACKS = {"lira": 8, "rmia": 2, "shadow": 4}
+#: Share of the held-out data set aside as the population when a reference attack does not say.
+DEFAULT_POPULATION = 0.5
+#: Training-set records listed as the most exposed.
+EXPOSED = 10
+
+
 class MembershipSpec(Entry):
-    """Membership inference on the model's training set."""
+    """Membership inference on the model's training set.
+
+    ``references`` (LiRA, RMIA, shadow): reference models to train (default 8, 2 and 4);
+    ``online`` (LiRA): reference models also train on the evaluated samples, each IN for half
+    of them; ``fixed_variance`` (LiRA): one pooled variance per side; ``population``: share of
+    the held-out data set aside as data the target never saw (default 0.5 for those attacks,
+    0 otherwise; give the same value to every entry to score all attacks on the same samples).
+    """
 
     attack: str = "loss_threshold"
     samples: int = Field(1000, ge=2)
+    references: int | None = Field(None, ge=1, le=64)
+    online: bool = False
+    fixed_variance: bool = True
+    population: float | None = Field(None, ge=0.0, lt=1.0)
     defences: list[str] = defences_field()
 
     @field_validator("attack")
@@ -54,6 +93,45 @@ class MembershipSpec(Entry):
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
         return [parses(FAMILY.check_defence, d) for d in v]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MembershipSpec:
+        if self.references is not None and self.attack not in REFERENCE_ATTACKS:
+            raise ValueError(f"'references' applies to {', '.join(REFERENCE_ATTACKS)}, not to attack {self.attack!r}")
+        if self.online and self.attack != "lira":
+            raise ValueError(f"'online' applies to attack 'lira' only, not to {self.attack!r}")
+        if self.online and self.n_references < 2:
+            raise ValueError("online LiRA needs references >= 2 (each sample IN for half of them, OUT for the rest)")
+        return self
+
+    @property
+    def n_references(self) -> int:
+        """Reference models the attack uses (0 for attacks without)."""
+        return self.references or REFERENCE_ATTACKS.get(self.attack, 0)
+
+    @property
+    def population_share(self) -> float:
+        """The share of the held-out data set aside as the population."""
+        if self.population is not None:
+            return self.population
+        return DEFAULT_POPULATION if self.attack in REFERENCE_ATTACKS else 0.0
+
+    def options(self) -> dict[str, Any]:
+        """The attack's constructor arguments."""
+        if self.attack == "lira":
+            return {"online": self.online, "fixed_variance": self.fixed_variance}
+        return {}
+
+
+def attack_title(attack: str, online: bool = False, references: int = 0) -> str:
+    """How the report names an attack that ran."""
+    if attack == "lira":
+        return f"LiRA ({'online' if online else 'offline'}, {references} reference models)"
+    if attack == "rmia":
+        return f"RMIA (offline, {references} reference model{'s' if references != 1 else ''})"
+    if attack == "shadow":
+        return f"shadow models ({references})"
+    return {"loss_threshold": "loss threshold", "gap": "label-only gap"}.get(attack, attack)
 
 
 class MembershipScenarioResult(ScenarioResult):
@@ -72,6 +150,19 @@ class MembershipScenarioResult(ScenarioResult):
     balanced_accuracy: float
     fpr: list[float]
     tpr: list[float]
+    #: What ran, as the report names it (e.g. "RMIA (offline, 2 reference models)").
+    title: str = ""
+    #: Reference models used, their training seconds (a shared artefact) and the population size.
+    references: int = 0
+    reference_seconds: float = 0.0
+    population: int = 0
+    #: DP-SGD (a training defence): the accountant's ε spent at δ, the noise multiplier and the training seconds.
+    epsilon: float | None = None
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    defence_seconds: float | None = None
+    #: Training-set indices of the members with the highest scores (the most exposed records), best first.
+    exposed: list[int] = []
     #: Wall time the output hardening adds per query, in ms (median of repeated timings).
     query_ms: float | None = None
 
@@ -95,7 +186,7 @@ def _html(results: list[dict[str, Any]]) -> str:
         fpr = np.clip(np.asarray(r["fpr"]), lo / 2, 1)
         tpr = np.clip(np.asarray(r["tpr"]), lo / 2, 1)
         name = r["defence"] or "no defence"
-        ax.step(fpr, tpr, where="post", label=f"{name} ({r['attack']}, AUC {r['auc']:.3f})")
+        ax.step(fpr, tpr, where="post", label=f"{name} ({r.get('title') or r['attack']}, AUC {r['auc']:.3f})")
     ax.plot([lo / 2, 1], [lo / 2, 1], "k--", lw=0.8, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -109,7 +200,7 @@ def _html(results: list[dict[str, Any]]) -> str:
     rows = [
         [
             esc(r["defence"] or "none"),
-            esc(r["attack"]),
+            esc(r.get("title") or r["attack"]),
             f"{r['auc']:.3f}",
             pct(r["tpr_at_0.1%_fpr"]),
             pct(r["tpr_at_1%_fpr"]),
@@ -135,6 +226,30 @@ def _html(results: list[dict[str, Any]]) -> str:
             '<p class="muted">With fewer than 1,000 non-members, TPR at 0.1 % FPR is the TPR at zero false '
             "positives.</p>"
         )
+    trained = {(r.get("title"), r.get("reference_seconds")) for r in results if r.get("references")}
+    for title, seconds in sorted(trained, key=str):
+        out.append(
+            f'<p class="muted">{esc(title)}: reference models trained like the target on random halves of a '
+            f"population the target never saw, in {float(seconds or 0):.1f} s (shared by its scenarios).</p>"
+        )
+    for r in results:
+        if r.get("exposed") and r["defence"] is None:
+            ids = ", ".join(str(i) for i in r["exposed"])
+            out.append(
+                f"<p>Most exposed training records under {esc(r.get('title') or r['attack'])} (training-set "
+                f"indices, highest score first): {esc(ids)}; {pct(r['tpr_at_0.1%_fpr'])} of the evaluated members "
+                "are identified at 0.1 % FPR.</p>"
+            )
+    for r in results:
+        if r.get("epsilon") is not None:
+            out.append(
+                f"<p>{esc(r['defence'])}: the target retrained with DP-SGD through Opacus (Poisson sampling, "
+                f"gradients clipped at norm 1, noise multiplier {float(r.get('noise_multiplier') or 0):.2f}; "
+                "BatchNorm would be replaced by GroupNorm): the accountant's "
+                f"ε = {r['epsilon']:.2f} at δ = {r['delta']:.0e}, clean accuracy {pct(r['clean_accuracy'])}, "
+                f"{float(r.get('defence_seconds') or 0):.1f} s of training. The attack's reference models are "
+                "trained without DP. No audited lower bound ε̂ is computed yet.</p>"
+            )
     for r in results:
         if r.get("fallback_reason"):
             out.append(f'<p class="muted">{esc(r["defence"] or "no defence")}: {esc(r["fallback_reason"])}</p>')
@@ -152,12 +267,20 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
     result = MembershipScenarioResult
     threats = {TEST_PRIVACY: "membership inference"}
     rules = {TEST_PRIVACY: RULE}
-    defences = (Defences("inference", registry=HARDENING, summary="output hardening"),)
+    defences = (
+        Defences("inference", registry=HARDENING, summary="output hardening"),
+        Defences("training", registry=PRIVATE_TRAINING, summary="DP-SGD through Opacus (extra 'privacy')"),
+    )
     attacks = tuple(MEMBERSHIP_ATTACKS)
-    smoke = {"membership": [{"samples": 100, "defences": ["label_only"]}]}
+    smoke = {
+        "membership": [
+            {"samples": 100, "defences": ["label_only"]},
+            {"attack": "rmia", "references": 1, "samples": 100},
+        ]
+    }
 
     def label(self, entry: MembershipSpec) -> str:
-        return entry.attack
+        return "lira-online" if entry.online else entry.attack
 
     def check_config(self, config: Any, entries: Any) -> None:
         if entries and not config.model.trains_here and config.data.test_path is None:
@@ -165,17 +288,79 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
                 "membership inference on a model trained elsewhere needs its training set: give [data] 'path' "
                 "(the training set) and 'test_path' (data it never saw)"
             )
+        for e in entries:
+            if e.attack in REFERENCE_ATTACKS and not (config.model.trains_here or config.model.factory):
+                raise ValueError(
+                    f"membership attack {e.attack!r} trains reference models like the target: give [model] "
+                    "'architecture' or 'factory' (a skops or ONNX model cannot be retrained)"
+                )
+
+    def check(self, ctx: Context, index: int, entry: MembershipSpec) -> None:
+        if any(self.defence_kind(d) == "training" for d in entry.defences):
+            require_opacus("membership defence dp_sgd")
+            if not (ctx.config.model.trains_here or ctx.config.model.factory):
+                raise ConfigError(
+                    "membership defence dp_sgd trains the model: give [model] 'architecture' or 'factory'"
+                )
+        if entry.attack not in REFERENCE_ATTACKS:
+            return
+        try:
+            split = _split(ctx, entry)
+        except SparringError as e:
+            raise ConfigError(f"membership entry {index + 1}: {e}") from None
+        if len(split.population) < 2:
+            raise ConfigError(
+                f"membership entry {index + 1}: {entry.attack} needs population data for its reference models, "
+                f"but population = {entry.population_share} of {len(ctx.test)} held-out samples leaves "
+                f"{len(split.population)}; raise 'population' or [data] test_fraction"
+            )
+
+    def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
+        mc = sc.spec
+        assert isinstance(mc, MembershipSpec)
+        needed: list[Artefact[Any]] = [references_artefact(ctx, mc)] if mc.attack in REFERENCE_ATTACKS else []
+        if sc.defence is not None and self.defence_kind(sc.defence) == "training":
+            needed.append(private_artefact(ctx, sc.defence))
+        return needed
 
     def run(self, ctx: Context, sc: Scenario) -> MembershipScenarioResult:
         mc = sc.spec
         assert isinstance(mc, MembershipSpec)
         clf, _ = ctx.target()
         query_ms = None
-        if sc.defence is not None:
-            target, clf = clf, HARDENING.build(sc.defence).wrap(clf)
+        private: dict[str, float] = {}
+        training = sc.defence is not None and self.defence_kind(sc.defence) == "training"
+        if training:
+            assert sc.defence is not None
+            clf, private = ctx.artefact(private_artefact(ctx, sc.defence))
+        harden = HARDENING.build(sc.defence) if sc.defence is not None and not training else None
+        if harden is not None:
+            target, clf = clf, harden.wrap(clf)
             query_ms = max(0.0, per_query_ms(clf, ctx.test.x) - per_query_ms(target, ctx.test.x))
-        r = evaluate_membership(clf, ctx.train, ctx.test, attack=mc.attack, n=mc.samples, seed=ctx.seed)
+
+        def references(split: MembershipSplit) -> ReferenceModels:
+            return ctx.artefact(references_artefact(ctx, mc))
+
+        def wrap(module: torch.nn.Module) -> Any:
+            return harden.wrap(ctx.wrap(module)) if harden is not None else ctx.wrap(module)
+
+        r = evaluate_membership(
+            clf,
+            ctx.train,
+            ctx.test,
+            attack=mc.attack,
+            n=mc.samples,
+            seed=ctx.seed,
+            population=mc.population_share,
+            references=references,
+            wrap=wrap,
+            options=mc.options(),
+        )
         fpr, tpr = _thin(r.roc.fpr, r.roc.tpr)
+        top = torch.argsort(r.scores[: r.n_members], descending=True, stable=True)[:EXPOSED]
+        uses_refs = isinstance(MEMBERSHIP_ATTACKS[r.attack], type) and issubclass(
+            MEMBERSHIP_ATTACKS[r.attack], ReferenceAttack
+        )
         return MembershipScenarioResult.model_validate(
             {
                 "kind": self.key,
@@ -193,17 +378,27 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
                 **r.roc.as_dict(),
                 "fpr": fpr,
                 "tpr": tpr,
+                "title": attack_title(r.attack, mc.online, r.references),
+                "references": r.references,
+                "reference_seconds": r.reference_seconds,
+                "population": len(_split(ctx, mc).population) if uses_refs else 0,
+                "exposed": r.member_index[top].tolist() if r.attack != "gap" else [],
                 "query_ms": query_ms,
+                **private,
             }
         )
 
     def rate(self, result: MembershipScenarioResult) -> Rating:
         tpr, n = result.tpr_at_1_fpr, result.n_non_members
+        who = result.title or attack_title(result.attack)
         if n < RESOLVES_1PCT:
             return not_measurable(
-                tpr, f"TPR at 1% FPR not measurable with {n} non-members (needs {RESOLVES_1PCT}); AUC {result.auc:.3f}"
+                tpr,
+                f"{who}: TPR at 1% FPR not measurable with {n} non-members (needs {RESOLVES_1PCT}); "
+                f"AUC {result.auc:.3f}",
             )
-        return rated(RULE, tpr, f"TPR {tpr:.1%} at 1% FPR, AUC {result.auc:.3f}", rate_interval(tpr, result.n_members))
+        text = f"{who}: TPR {tpr:.1%} at 1% FPR, AUC {result.auc:.3f}"
+        return rated(RULE, tpr, text, rate_interval(tpr, result.n_members))
 
     def intervals(self, key: str, result: MembershipScenarioResult) -> dict[str, Interval]:
         if result.n_members < 1 or result.n_non_members < 1:
@@ -231,10 +426,115 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
 
     def cost(self, key: str, result: MembershipScenarioResult, base: MembershipScenarioResult) -> CostRow:
         row = super().cost(key, result, base)
+        if result.epsilon is not None:
+            note = f"DP-SGD training; accountant's ε {result.epsilon:.2f} at δ {result.delta:.0e}"
+            return dataclasses.replace(row, seconds_note=note)
         return dataclasses.replace(row, seconds_note="inference-time wrapper; no training cost")
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
         return _html(list(results.values())) if results else ""
+
+
+def _split(ctx: Context, mc: MembershipSpec) -> MembershipSplit:
+    """The member / non-member / population draw of an entry (the one evaluate_membership makes)."""
+    return membership_split(len(ctx.train), len(ctx.test), mc.samples, mc.population_share, ctx.seed)
+
+
+def private_artefact(ctx: Context, spec: str) -> Artefact[tuple[Any, dict[str, float]]]:
+    """The target's architecture trained with DP-SGD (``dp_sgd:EPS``) on the training set, and its ε spent."""
+    defence = PRIVATE_TRAINING.build(spec)
+
+    def build_module() -> torch.nn.Module:
+        return fix_module(ctx.build_model())
+
+    def build(ctx: Context) -> tuple[Any, dict[str, float]]:
+        ctx.log(f"  training the target with {spec} (Opacus)")
+        out = defence.train(ctx.build_model(), ctx.train, ctx.train_config())
+        info = {
+            "epsilon": out.epsilon,
+            "delta": out.delta,
+            "noise_multiplier": out.noise_multiplier,
+            "defence_seconds": out.seconds,
+        }
+        return ctx.wrap(out.model), info
+
+    def save(value: tuple[Any, dict[str, float]], folder: Path) -> None:
+        save_tensors(folder / "model.safetensors", value[0].model.state_dict())
+        save_json(folder / "private.json", value[1])
+
+    def load(ctx: Context, folder: Path) -> tuple[Any, dict[str, float]]:
+        import json
+
+        module = build_module()
+        module.load_state_dict(load_tensors(folder / "model.safetensors"))
+        return ctx.wrap(module.eval()), {
+            k: float(v) for k, v in json.loads((folder / "private.json").read_text()).items()
+        }
+
+    return Artefact(f"model-{spec}", {"defence": spec, **defence.get_params()}, build, save, load)
+
+
+def references_artefact(ctx: Context, mc: MembershipSpec) -> Artefact[ReferenceModels]:
+    """The reference models of an entry: a shared artefact, one per (offline/online, K, population, samples).
+
+    Offline, the pool is the population only (no reference model sees an evaluated sample)
+    and each model trains on its own random half (at most as many samples as the target's
+    training set); online, the pool is the evaluated samples (members first, then
+    non-members) followed by as much of the population as makes a half the size of the
+    target's training set, each sample IN for half of the models. Every model trains with
+    the target's settings from its own seed.
+    """
+    k, share = mc.n_references, mc.population_share
+    mode = "online" if mc.online else "offline"
+    name = f"membership-references-{mode}-k{k}-p{share:g}" + (f"-n{mc.samples}" if mc.online else "")
+    params = {"mode": mode, "k": k, "population": share, "samples": mc.samples if mc.online else None}
+
+    def pool_of(split: MembershipSplit) -> tuple[Dataset, int]:
+        population = ctx.test.subset(split.population, "population")
+        if not mc.online:
+            return population, 0
+        # Halves of the pool as large as the target's training set where the population allows: the
+        # two-sided online test is sound only when the IN models resemble the target.
+        population = population.subset(torch.arange(min(len(population), max(2, 2 * (len(ctx.train) - split.k)))))
+        x = torch.cat([ctx.train.x[split.members], ctx.test.x[split.non_members], population.x])
+        y = torch.cat([ctx.train.y[split.members], ctx.test.y[split.non_members], population.y])
+        return Dataset(x, y, list(ctx.data.classes), "reference pool"), 2 * split.k
+
+    def build(ctx: Context) -> ReferenceModels:
+        pool, candidates = pool_of(_split(ctx, mc))
+        if mc.online:
+            keep = balanced_keep(k, len(pool), ctx.seed)
+        else:
+            keep = random_halves(k, len(pool), ctx.seed, size=len(ctx.train))
+        ctx.log(f"  training {k} reference model(s) on random halves of {len(pool)} samples")
+        return train_references(ctx.build_model, pool, keep, ctx.train_config(), candidates=candidates)
+
+    def save(value: ReferenceModels, folder: Path) -> None:
+        tensors = {f"{i}.{n}": t for i, m in enumerate(value.models) for n, t in m.state_dict().items()}
+        save_tensors(folder / "models.safetensors", tensors)
+        save_tensors(folder / "pool.safetensors", {"keep": value.keep, "x": value.pool.x, "y": value.pool.y})
+        save_json(
+            folder / "meta.json",
+            {"seconds": value.seconds, "stacked": value.stacked, "candidates": value.candidates, "k": len(value)},
+        )
+
+    def load(ctx: Context, folder: Path) -> ReferenceModels:
+        import json
+
+        meta = json.loads((folder / "meta.json").read_text())
+        weights = load_tensors(folder / "models.safetensors")
+        models = []
+        for i in range(int(meta["k"])):
+            module = ctx.build_model()
+            module.load_state_dict({n[len(f"{i}.") :]: t for n, t in weights.items() if n.startswith(f"{i}.")})
+            models.append(module.eval())
+        t = load_tensors(folder / "pool.safetensors")
+        pool = Dataset(t["x"], t["y"], list(ctx.data.classes), "reference pool")
+        return ReferenceModels(
+            models, t["keep"].bool(), pool, int(meta["candidates"]), float(meta["seconds"]), bool(meta["stacked"])
+        )
+
+    return Artefact(name, params, build, save, load)
 
 
 #: Non-members needed before a false-positive rate of 1 % can be told from 0 (one false positive in 100).

@@ -1,21 +1,34 @@
 """Privacy attacks: membership inference, extraction, inversion."""
 
+from sparring.attacks.privacy.lira import LiRA
 from sparring.attacks.privacy.membership import (
     MEMBERSHIP_ATTACKS,
     LabelOnlyGap,
     LossThreshold,
     MembershipAttack,
     MembershipResult,
+    ReferenceAttack,
     cross_entropy_from_scores,
     evaluate_membership,
 )
+from sparring.attacks.privacy.reference import MembershipSplit, ReferenceModels, membership_split, train_references
+from sparring.attacks.privacy.rmia import RMIA
+from sparring.attacks.privacy.shadow import ShadowModels
 
 __all__ = [
     "MEMBERSHIP_ATTACKS",
+    "RMIA",
     "LabelOnlyGap",
+    "LiRA",
     "LossThreshold",
     "MembershipAttack",
     "MembershipResult",
+    "MembershipSplit",
+    "ReferenceAttack",
+    "ReferenceModels",
+    "ShadowModels",
     "cross_entropy_from_scores",
     "evaluate_membership",
+    "membership_split",
+    "train_references",
 ]

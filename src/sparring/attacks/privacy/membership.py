@@ -13,17 +13,21 @@ threshold attack (needs scores) and the gap attack (needs labels only).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from sparring.data import Dataset
-from sparring.errors import AccessError, ConfigError, InputError, check_positive_int
+from sparring.errors import AccessError, ConfigError, InputError
 from sparring.metrics import ROC, roc
-from sparring.models import Access, Classifier, check_batch, check_labels, describe_access
+from sparring.models import Access, Classifier, TorchClassifier, check_batch, check_labels, describe_access
 from sparring.params import Params, Registry
+
+if TYPE_CHECKING:
+    from sparring.attacks.privacy.reference import MembershipSplit, ReferenceModels
 
 #: Smallest probability used inside a logarithm, so rounded or zeroed scores give finite losses.
 MIN_PROBABILITY = 1e-12
@@ -161,6 +165,61 @@ class LabelOnlyGap(MembershipAttack):
         return (classifier.predict_labels(x) == y).to(torch.float64)
 
 
+class ReferenceAttack(MembershipAttack):
+    """Base of attacks that compare the target with reference models (LiRA, RMIA; see ``reference.py``).
+
+    :meth:`fit_references` gives the reference classifiers (each behind the same output
+    hardening as the target, if any), ``keep`` (``[K, N]``: reference ``k`` trained on the
+    ``i``-th sample :meth:`score` will be given; None when no reference saw any of them, the
+    offline setting), ``population`` (data the target never saw) and ``population_keep``
+    (``[K, len(population)]``: which population samples each reference model trained on).
+    """
+
+    requires: ClassVar[Access] = Access.SCORES
+
+    references_: list[Classifier]
+    keep_: Tensor | None
+    population_: Dataset | None
+    population_keep_: Tensor | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.references_ = []
+        self.keep_ = None
+        self.population_ = None
+        self.population_keep_ = None
+
+    def fit_references(
+        self,
+        references: Sequence[Classifier],
+        keep: Tensor | None = None,
+        population: Dataset | None = None,
+        population_keep: Tensor | None = None,
+    ) -> ReferenceAttack:
+        """Keep the reference classifiers, who saw which scored sample, the population and who saw which of it."""
+        if not references:
+            raise ConfigError(f"{type(self).__name__} needs at least one reference model")
+        for ref in references:
+            ref.require(Access.SCORES, f"{type(self).__name__}'s reference model")
+        if keep is not None and keep.shape[0] != len(references):
+            raise InputError(f"keep has {keep.shape[0]} rows for {len(references)} reference models")
+        self.references_ = list(references)
+        self.keep_ = keep
+        self.population_ = population
+        self.population_keep_ = population_keep
+        return self
+
+    def _keep_for(self, n: int, needed: bool) -> Tensor | None:
+        """``keep`` checked against ``n`` scored samples; None (offline) unless ``needed``."""
+        if not needed:
+            return None
+        if self.keep_ is None:
+            raise ConfigError(f"{type(self).__name__} needs keep (which reference model saw which sample)")
+        if self.keep_.shape[1] != n:
+            raise InputError(f"keep covers {self.keep_.shape[1]} samples, score() was given {n}")
+        return self.keep_.bool()
+
+
 #: Membership attacks by the name an assessment config uses.
 MEMBERSHIP_ATTACKS: Registry[MembershipAttack] = Registry("membership attack")
 MEMBERSHIP_ATTACKS.add("loss_threshold", LossThreshold)
@@ -187,6 +246,11 @@ class MembershipResult:
     queries: int
     scores: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.float64), repr=False)
     is_member: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool), repr=False)
+    #: Indices of the evaluated members in the members' dataset (aligned with the first half of ``scores``).
+    member_index: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long), repr=False)
+    #: Reference models the attack used (0 for attacks without) and the seconds their training took.
+    references: int = 0
+    reference_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Figures for a report: the ROC summary plus what ran and what it cost."""
@@ -199,6 +263,8 @@ class MembershipResult:
             "n_non_members": self.n_non_members,
             "seconds": self.seconds,
             "queries": self.queries,
+            "references": self.references,
+            "reference_seconds": self.reference_seconds,
         }
 
 
@@ -207,19 +273,23 @@ def _resolve_attack(classifier: Classifier, attack: str) -> tuple[str, str | Non
     if attack not in MEMBERSHIP_ATTACKS:
         raise ConfigError(f"unknown membership attack {attack!r}; valid attacks: {', '.join(MEMBERSHIP_ATTACKS)}")
     cls = MEMBERSHIP_ATTACKS[attack]
-    if cls is LossThreshold and cls.requires not in classifier.access:
+    if cls.requires is Access.SCORES and cls.requires not in classifier.access:
         if LabelOnlyGap.requires not in classifier.access:
             raise AccessError(
                 f"membership attack {attack!r} needs scores access (or labels, for the label-only gap attack), "
                 f"but this classifier only exposes {describe_access(classifier.access)}"
             )
         reason = (
-            f"classifier exposes only {describe_access(classifier.access)}, so the loss attack cannot run; "
+            f"classifier exposes only {describe_access(classifier.access)}, so the {attack} attack cannot run; "
             "used the label-only gap attack"
         )
         return "gap", reason
     classifier.require(cls.requires, cls.__name__)
     return attack, None
+
+
+#: ``references(split) -> ReferenceModels``: builds (or loads) the reference models for a split.
+ReferenceSource = Callable[["MembershipSplit"], "ReferenceModels"]
 
 
 def evaluate_membership(
@@ -229,36 +299,51 @@ def evaluate_membership(
     attack: str = "loss_threshold",
     n: int | None = None,
     seed: int = 0,
+    population: float = 0.0,
+    references: ReferenceSource | None = None,
+    wrap: Callable[[nn.Module], Classifier] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> MembershipResult:
     """Run a membership attack on a balanced set and return its ROC.
 
-    Draws ``min(n, len(members), len(non_members))`` samples from each side with a generator
-    seeded by ``seed`` (all of the smaller side when ``n`` is None), scores them and computes
-    the ROC (AUC, TPR at 0.1 % and 1 % FPR). If the loss attack is asked for but the
-    classifier exposes only labels, the label-only gap attack runs instead and the result
-    says so in ``fallback_reason``. An unknown ``attack`` raises
-    :class:`~sparring.errors.ConfigError` listing the valid names; missing access that no
-    fallback covers raises :class:`~sparring.errors.AccessError`.
+    Draws ``min(n, len(members), available non-members)`` samples from each side with a
+    generator seeded by ``seed`` (see :func:`~sparring.attacks.privacy.reference.membership_split`;
+    ``population`` is the share of ``non_members`` set aside as data the target never saw,
+    for reference-model attacks), scores them and computes the ROC (AUC, TPR at 0.1 % and
+    1 % FPR). ``options`` are the attack's constructor arguments. A reference-model attack
+    (:class:`ReferenceAttack`) calls ``references(split)`` for its models and views each
+    through ``wrap`` (e.g. behind the same output hardening as the target; default a plain
+    :class:`~sparring.models.TorchClassifier`). If a score-based attack is asked for but the
+    classifier exposes only labels, the label-only gap attack runs instead (no reference
+    model is built) and the result says so in ``fallback_reason``. An unknown ``attack``
+    raises :class:`~sparring.errors.ConfigError` listing the valid names; missing access
+    that no fallback covers raises :class:`~sparring.errors.AccessError`.
     """
+    from sparring.attacks.privacy.reference import membership_split
+
     ran, reason = _resolve_attack(classifier, attack)
-    if n is not None:
-        check_positive_int("n", n)
-    k = min(len(members), len(non_members))
-    if n is not None:
-        k = min(k, n)
-    if k == 0:
-        raise InputError(
-            f"membership evaluation needs members and non-members, got {len(members)} and {len(non_members)}"
-        )
-    g = torch.Generator().manual_seed(seed)
-    member_idx = torch.randperm(len(members), generator=g)[:k]
-    non_member_idx = torch.randperm(len(non_members), generator=g)[:k]
-    x = torch.cat([members.x[member_idx], non_members.x[non_member_idx]])
-    y = torch.cat([members.y[member_idx], non_members.y[non_member_idx]])
+    split = membership_split(len(members), len(non_members), n, population, seed)
+    k = split.k
+    x = torch.cat([members.x[split.members], non_members.x[split.non_members]])
+    y = torch.cat([members.y[split.members], non_members.y[split.non_members]])
     is_member = torch.cat([torch.ones(k, dtype=torch.bool), torch.zeros(k, dtype=torch.bool)])
 
+    runner = MEMBERSHIP_ATTACKS[ran](**dict(options or {})) if ran == attack else MEMBERSHIP_ATTACKS[ran]()
+    n_refs, ref_seconds = 0, 0.0
+    if isinstance(runner, ReferenceAttack):
+        if references is None:
+            raise ConfigError(f"membership attack {ran!r} needs reference models (references=...)")
+        refs = references(split)
+        view = wrap or (lambda m: TorchClassifier(m, classifier.input_shape, classifier.num_classes))
+        keep = None
+        if refs.candidates:
+            if refs.candidates != 2 * k:
+                raise InputError(f"the reference models cover {refs.candidates} evaluated samples, expected {2 * k}")
+            keep = refs.keep[:, : refs.candidates]
+        runner.fit_references([view(m) for m in refs.models], keep, refs.population, refs.keep[:, refs.candidates :])
+        n_refs, ref_seconds = len(refs), refs.seconds
     q0, t0 = classifier.queries, time.perf_counter()
-    runner = MEMBERSHIP_ATTACKS[ran]().fit(classifier)
+    runner.fit(classifier)
     scores = runner.score(x, y)
     seconds = time.perf_counter() - t0
     return MembershipResult(
@@ -272,4 +357,7 @@ def evaluate_membership(
         queries=classifier.queries - q0,
         scores=scores,
         is_member=is_member,
+        member_index=split.members,
+        references=n_refs,
+        reference_seconds=ref_seconds,
     )
