@@ -295,8 +295,14 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
             runs.append(_run(r))
         if not any(r.applies for r in runs) and Access.LABELS in clf.access:
             # the strongest attack that still applies: a label-only Knockoff attacker
-            pool = query_pool(e.pool if e.attack == "knockoff" else "in_distribution", ctx.data.input_shape,
-                              e.budgets[-1], ctx.seed, (lo, hi), ctx.train.x)
+            pool = query_pool(
+                e.pool if e.attack == "knockoff" else "in_distribution",
+                ctx.data.input_shape,
+                e.budgets[-1],
+                ctx.seed,
+                (lo, hi),
+                ctx.train.x,
+            )
             thief = KnockoffNets(access="labels", architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed)
             run = _run(thief.steal(clf, e.budgets, pool=pool, test=ctx.test))
             runs.append(run.model_copy(update={"note": "fallback: no requested access applies; label-only Knockoff"}))

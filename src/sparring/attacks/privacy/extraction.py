@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparring.data import Dataset
-from sparring.errors import AccessError, ConfigError, InputError, check_positive_int, check_seed
+from sparring.errors import ConfigError, InputError, check_positive_int, check_seed
 from sparring.models import Access, Classifier, TorchClassifier
 from sparring.models.zoo import ARCHITECTURES, build
 from sparring.params import Params, Registry
@@ -170,7 +170,9 @@ class KnockoffNets(ExtractionAttack):
     ) -> None:
         check_access_mode(access)
         if architecture not in ARCHITECTURES:
-            raise ConfigError(f"unknown surrogate architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+            raise ConfigError(
+                f"unknown surrogate architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+            )
         self.access = access
         self.architecture = architecture
         self.epochs = check_positive_int("epochs", epochs)
@@ -214,9 +216,13 @@ class KnockoffNets(ExtractionAttack):
             m = min(b, n)
             data = Dataset(x[:m], y[:m], [str(c) for c in range(classifier.num_classes)], "stolen")
             model = build(self.architecture, classifier.input_shape, classifier.num_classes, seed=self.seed)
-            cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed, progress=False)
+            cfg = TrainConfig(
+                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed, progress=False
+            )
             trained = fit(model, data, cfg, desc="steal", soft_targets=None if targets is None else targets[:m]).model
-            surrogate = TorchClassifier(trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds)
+            surrogate = TorchClassifier(
+                trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds
+            )
             curve.append(self._point(surrogate, b, m, test, truth, t0))
         assert surrogate is not None
         return ExtractionResult(surrogate, queries, curve, "knockoff", self.access, time.perf_counter() - t0)
@@ -272,7 +278,9 @@ class EquationSolving(ExtractionAttack):
             surrogate = linear_classifier(theta, classifier)
             curve.append(self._point(surrogate, b, m, test, truth, t0))
         assert surrogate is not None
-        return ExtractionResult(surrogate, queries, curve, "equation_solving", "probabilities", time.perf_counter() - t0)
+        return ExtractionResult(
+            surrogate, queries, curve, "equation_solving", "probabilities", time.perf_counter() - t0
+        )
 
 
 def linear_classifier(theta: np.ndarray, like: Classifier) -> TorchClassifier:
@@ -323,7 +331,9 @@ def _photo_crops(shape: Sequence[int], n: int, g: torch.Generator) -> Tensor:
     """``n`` random square crops of scikit-learn's two bundled photographs, resized to ``shape``."""
     from sklearn.datasets import load_sample_images
 
-    photos = [torch.as_tensor(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1) for im in load_sample_images().images]
+    photos = [
+        torch.as_tensor(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1) for im in load_sample_images().images
+    ]
     out = []
     for _ in range(n):
         ph = photos[int(torch.randint(len(photos), (1,), generator=g))]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
 #: Where the perturbation lifts another class to or above the victim's top class, the top
 #: class is raised to this fraction above the largest other entry (before renormalising).
 TOP1_MARGIN = 0.01
