@@ -126,3 +126,27 @@ def test_offline_query_pools_fit_the_input(shape: tuple[int, int, int]) -> None:
         assert float(x.std()) > 0.01
     assert torch.equal(query_pool("photos", shape, 5, seed=3), query_pool("photos", shape, 5, seed=3))
     assert np.isfinite(query_pool("other", shape, 5).numpy()).all()
+
+
+def test_adaptive_sampling_finds_the_useful_part_of_a_mixed_pool(
+    split: tuple[Dataset, Dataset, Dataset], victim: TorchClassifier
+) -> None:
+    _, held_out, test = split
+    shape = victim.input_shape
+    mixed = torch.cat(
+        [
+            query_pool("in_distribution", shape, 300, held_out=held_out.x),
+            query_pool("photos", shape, 900, seed=1),
+            query_pool("noise", shape, 900, seed=2),
+        ]
+    )
+    fid = {}
+    for sampling in ("random", "adaptive"):
+        victim.reset_queries()
+        r = KnockoffNets(sampling=sampling).steal(victim, 300, pool=mixed, test=test)
+        assert r.queries == 300
+        fid[sampling] = r.curve[0].fidelity
+    assert fid["random"] is not None and fid["adaptive"] is not None
+    assert fid["adaptive"] > fid["random"] + 0.1
+    with pytest.raises(ConfigError, match="sampling"):
+        KnockoffNets(sampling="greedy")

@@ -38,6 +38,7 @@ from sparring.assess.spec import Entry, defences_field, listify, one_of, parses
 from sparring.attacks.privacy.extraction import (
     EXTRACTION_ATTACKS,
     QUERY_POOLS,
+    SAMPLING,
     EquationSolving,
     ExtractionResult,
     KnockoffNets,
@@ -62,6 +63,7 @@ class ExtractionSpec(Entry):
     """Model stealing within query budgets, with the attacker's access modes."""
 
     attack: str = "knockoff"
+    sampling: str = "random"
     pool: str = "in_distribution"
     budgets: list[int] = Field(default_factory=lambda: [250, 500, 1000], min_length=1)
     access: list[str] = Field(default_factory=lambda: ["probabilities", "labels"], min_length=1)
@@ -76,6 +78,11 @@ class ExtractionSpec(Entry):
     @classmethod
     def _known(cls, v: str) -> str:
         return one_of(v, list(EXTRACTION_ATTACKS), "extraction attack")
+
+    @field_validator("sampling")
+    @classmethod
+    def _known_sampling(cls, v: str) -> str:
+        return one_of(v, SAMPLING, "Knockoff sampling")
 
     @field_validator("pool")
     @classmethod
@@ -256,7 +263,9 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
     smoke = {"extraction": [{"budgets": [50, 100], "epochs": 5, "defences": ["reverse_sigmoid:5"]}]}
 
     def label(self, entry: ExtractionSpec) -> str:
-        return f"{entry.attack}-{entry.pool}" if entry.attack == "knockoff" else entry.attack
+        if entry.attack != "knockoff":
+            return entry.attack
+        return f"knockoff-{entry.pool}" + ("-adaptive" if entry.sampling == "adaptive" else "")
 
     def check(self, ctx: Context, index: int, entry: ExtractionSpec) -> None:
         if entry.attack == "knockoff" and entry.pool in ("other", "photos") and len(ctx.data.input_shape) != 3:
@@ -290,7 +299,9 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
             if attack == "equation_solving":
                 r = EquationSolving(seed=ctx.seed).steal(clf, e.budgets, test=ctx.test)
             else:
-                thief = KnockoffNets(access=mode, architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed)
+                thief = KnockoffNets(
+                    access=mode, architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed, sampling=e.sampling
+                )
                 r = thief.steal(clf, e.budgets, pool=pool, test=ctx.test)
             runs.append(_run(r))
         if not any(r.applies for r in runs) and Access.LABELS in clf.access:

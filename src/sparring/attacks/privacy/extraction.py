@@ -39,6 +39,12 @@ from sparring.train import TrainConfig, fit
 #: Query pools :func:`query_pool` can draw from.
 QUERY_POOLS = ("in_distribution", "other", "photos", "noise")
 
+#: How a Knockoff attacker picks its queries from the pool.
+SAMPLING = ("random", "adaptive")
+
+#: Step size of the adaptive strategy's gradient bandit.
+BANDIT_STEP = 0.1
+
 #: What a Knockoff attacker trains on: ``probabilities``, ``top_k:K`` or ``labels``.
 ACCESS_MODES = ("probabilities", "top_k", "labels")
 
@@ -147,14 +153,21 @@ def _targets(answers: Tensor, k: int | None, num_classes: int) -> Tensor:
 
 
 class KnockoffNets(ExtractionAttack):
-    """Knockoff Nets with random sampling (Orekondy et al., CVPR 2019).
+    """Knockoff Nets with random or adaptive sampling (Orekondy et al., CVPR 2019).
 
-    Draws up to ``max(budget)`` distinct inputs from ``pool`` at random, queries the victim
-    once on them and, for each budget, trains a fresh ``architecture`` surrogate on the
-    first answers: cross-entropy against the released probability vectors
-    (``access="probabilities"``; ``"top_k:K"`` keeps the K largest, renormalised) or against
-    the labels (``"labels"``, the label-only attacker). When the pool holds fewer inputs
-    than a budget, the point records the queries actually made.
+    ``sampling="random"`` draws up to ``max(budget)`` distinct inputs from ``pool`` at random
+    and queries the victim once on them. ``"adaptive"`` splits the pool into ``actions``
+    clusters (k-means on the inputs: the attacker's own grouping of its pool, where Orekondy
+    et al. use the pool's class labels) and picks clusters in ``rounds`` with a gradient
+    bandit whose reward is the sum of their certainty (top-1 minus top-2 of the answer),
+    diversity (distance of the answer from the mean answer so far) and loss (the interim
+    surrogate's cross-entropy on the answer), each standardised over the rewards so far;
+    an interim surrogate is retrained (a fifth of the epochs) on all answers after each round. For each
+    budget a fresh ``architecture`` surrogate is trained on the first answers: cross-entropy
+    against the released probability vectors (``access="probabilities"``; ``"top_k:K"`` keeps
+    the K largest, renormalised) or against the labels (``"labels"``, the label-only
+    attacker). When the pool holds fewer inputs than a budget, the point records the queries
+    actually made.
     """
 
     requires: ClassVar[Access] = Access.SCORES
@@ -167,8 +180,13 @@ class KnockoffNets(ExtractionAttack):
         batch_size: int = 64,
         lr: float = 1e-3,
         seed: int = 0,
+        sampling: str = "random",
+        actions: int = 10,
+        rounds: int = 10,
     ) -> None:
         check_access_mode(access)
+        if sampling not in SAMPLING:
+            raise ConfigError(f"unknown Knockoff sampling {sampling!r}; accepted: {', '.join(SAMPLING)}")
         if architecture not in ARCHITECTURES:
             raise ConfigError(
                 f"unknown surrogate architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
@@ -179,7 +197,85 @@ class KnockoffNets(ExtractionAttack):
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.lr = lr
         self.seed = check_seed(seed)
+        self.sampling = sampling
+        self.actions = check_positive_int("actions", actions)
+        self.rounds = check_positive_int("rounds", rounds)
         TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr)  # validates lr
+
+    def _ask(self, classifier: Classifier, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The victim's labels for ``x`` and, with score access, the probability rows to train on."""
+        mode, k = check_access_mode(self.access)
+        if mode == "labels":
+            return classifier.predict_labels(x), None
+        targets = _targets(classifier.predict_scores(x), k, classifier.num_classes)
+        return targets.argmax(dim=1), targets
+
+    def _train(self, classifier: Classifier, x: Tensor, y: Tensor, targets: Tensor | None, epochs: int) -> nn.Module:
+        data = Dataset(x, y, [str(c) for c in range(classifier.num_classes)], "stolen")
+        model = build(self.architecture, classifier.input_shape, classifier.num_classes, seed=self.seed)
+        cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed, progress=False)
+        return fit(model, data, cfg, desc="steal", soft_targets=targets).model
+
+    def _adaptive(
+        self, classifier: Classifier, pool: Tensor, n: int, g: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Queries chosen round by round by a gradient bandit over clusters of the pool (Orekondy et al.)."""
+        from sklearn.cluster import KMeans
+
+        c = min(self.actions, len(pool))
+        flat = pool.reshape(len(pool), -1).double().numpy()
+        cluster = torch.as_tensor(KMeans(c, n_init=3, random_state=self.seed).fit_predict(flat), dtype=torch.long)
+        unused = [torch.nonzero(cluster == a).flatten() for a in range(c)]
+        unused = [u[torch.randperm(len(u), generator=g)] for u in unused]
+        h = torch.zeros(c, dtype=torch.float64)
+        xs: list[Tensor] = []
+        ys: list[Tensor] = []
+        ts: list[Tensor] = []
+        history: list[Tensor] = []
+        baseline, seen = 0.0, 0
+        interim: nn.Module | None = None
+        size = -(-n // self.rounds)
+        while sum(len(b) for b in xs) < n:
+            alive = torch.tensor([len(u) > 0 for u in unused])
+            policy = torch.softmax(h.masked_fill(~alive, -torch.inf), dim=0)
+            m = min(size, n - sum(len(b) for b in xs))
+            picks = torch.multinomial(policy, m, replacement=True, generator=g)
+            chosen, acts = [], []
+            for a in picks.tolist():
+                if len(unused[a]) == 0:
+                    a = int(torch.nonzero(torch.tensor([len(u) > 0 for u in unused])).flatten()[0])
+                chosen.append(int(unused[a][0]))
+                unused[a] = unused[a][1:]
+                acts.append(a)
+            x = pool[torch.tensor(chosen)]
+            y, targets = self._ask(classifier, x)
+            rows = targets if targets is not None else F.one_hot(y, classifier.num_classes).float()
+            top2 = rows.topk(min(2, rows.shape[1]), dim=1).values
+            certainty = top2[:, 0] - top2[:, -1]
+            mean = torch.cat([rows, *ts]).mean(dim=0) if ts else rows.mean(dim=0)
+            diversity = (rows - mean).norm(dim=1)
+            if interim is None:
+                loss = torch.zeros(len(x))
+            else:
+                with torch.no_grad():
+                    loss = -(rows * torch.log_softmax(interim(x), dim=1)).sum(dim=1)
+            parts = torch.stack([certainty, diversity, loss], dim=1).double()
+            history.append(parts)
+            everything = torch.cat(history)
+            std = everything.std(dim=0).clamp_min(1e-8) if len(everything) > 1 else torch.ones(3, dtype=torch.float64)
+            reward = ((parts - everything.mean(dim=0)) / std).sum(dim=1)
+            for a, r in zip(acts, reward.tolist(), strict=True):
+                seen += 1
+                baseline += (r - baseline) / seen
+                grad = -policy.clone()
+                grad[a] += 1.0
+                h += BANDIT_STEP * (r - baseline) * grad
+            xs.append(x)
+            ys.append(y)
+            ts.append(rows)
+            all_t = torch.cat(ts) if targets is not None else None
+            interim = self._train(classifier, torch.cat(xs), torch.cat(ys), all_t, max(1, self.epochs // 5))
+        return torch.cat(xs), torch.cat(ys), torch.cat(ts) if check_access_mode(self.access)[0] != "labels" else None
 
     def _needs(self) -> Access:
         return Access.LABELS if check_access_mode(self.access)[0] == "labels" else Access.SCORES
@@ -192,7 +288,6 @@ class KnockoffNets(ExtractionAttack):
         test: Dataset | None = None,
     ) -> ExtractionResult:
         """Query ``classifier`` on inputs from ``pool`` and train a surrogate at each budget."""
-        mode, k = check_access_mode(self.access)
         classifier.require(self._needs(), f"KnockoffNets with {self.access} access")
         budgets = _budgets(budget)
         if pool is None or len(pool) == 0:
@@ -201,25 +296,18 @@ class KnockoffNets(ExtractionAttack):
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(self.seed)
         n = min(budgets[-1], len(pool))
-        x = pool[torch.randperm(len(pool), generator=g)[:n]]
         q0 = classifier.queries
-        if mode == "labels":
-            y = classifier.predict_labels(x)
-            targets = None
+        if self.sampling == "random":
+            x = pool[torch.randperm(len(pool), generator=g)[:n]]
+            y, targets = self._ask(classifier, x)
         else:
-            targets = _targets(classifier.predict_scores(x), k, classifier.num_classes)
-            y = targets.argmax(dim=1)
+            x, y, targets = self._adaptive(classifier, pool, n, g)
         queries = classifier.queries - q0
         curve: list[CurvePoint] = []
         surrogate: Classifier | None = None
         for b in budgets:
             m = min(b, n)
-            data = Dataset(x[:m], y[:m], [str(c) for c in range(classifier.num_classes)], "stolen")
-            model = build(self.architecture, classifier.input_shape, classifier.num_classes, seed=self.seed)
-            cfg = TrainConfig(
-                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed, progress=False
-            )
-            trained = fit(model, data, cfg, desc="steal", soft_targets=None if targets is None else targets[:m]).model
+            trained = self._train(classifier, x[:m], y[:m], None if targets is None else targets[:m], self.epochs)
             surrogate = TorchClassifier(
                 trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds
             )
