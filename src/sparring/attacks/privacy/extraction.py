@@ -51,7 +51,11 @@ ACCESS_MODES = ("probabilities", "top_k", "labels")
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """The stolen copy after ``queries`` answers (``budget`` asked for): accuracy and fidelity on test data."""
+    """The stolen copy after ``queries`` answers (``budget`` asked for): accuracy and fidelity on test data.
+
+    ``seconds`` is the attack's wall time up to this point (querying and training every copy
+    so far), without the time spent measuring the copies.
+    """
 
     budget: int
     queries: int
@@ -133,12 +137,12 @@ class ExtractionAttack(Params, ABC):
         """Steal ``classifier`` within ``budget`` queries (several budgets give a curve)."""
 
     def _point(
-        self, surrogate: Classifier, budget: int, queries: int, test: Dataset | None, truth: Tensor | None, t0: float
+        self, surrogate: Classifier, budget: int, queries: int, test: Dataset | None, truth: Tensor | None, spent: float
     ) -> CurvePoint:
         if test is None or truth is None:
-            return CurvePoint(budget, queries, None, None, time.perf_counter() - t0)
+            return CurvePoint(budget, queries, None, None, spent)
         acc = float((surrogate.predict_labels(test.x) == test.y).float().mean()) if len(test) else float("nan")
-        return CurvePoint(budget, queries, acc, fidelity(surrogate, truth, test.x), time.perf_counter() - t0)
+        return CurvePoint(budget, queries, acc, fidelity(surrogate, truth, test.x), spent)
 
 
 def _targets(answers: Tensor, k: int | None, num_classes: int) -> Tensor:
@@ -304,6 +308,7 @@ class KnockoffNets(ExtractionAttack):
             x, y, targets = self._adaptive(classifier, pool, n, g)
         queries = classifier.queries - q0
         curve: list[CurvePoint] = []
+        evaluating = 0.0  # time spent measuring the copies is not the attack's
         surrogate: Classifier | None = None
         for b in budgets:
             m = min(b, n)
@@ -311,9 +316,12 @@ class KnockoffNets(ExtractionAttack):
             surrogate = TorchClassifier(
                 trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds
             )
-            curve.append(self._point(surrogate, b, m, test, truth, t0))
+            spent = time.perf_counter() - t0 - evaluating
+            curve.append(self._point(surrogate, b, m, test, truth, spent))
+            evaluating = time.perf_counter() - t0 - spent
         assert surrogate is not None
-        return ExtractionResult(surrogate, queries, curve, "knockoff", self.access, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0 - evaluating
+        return ExtractionResult(surrogate, queries, curve, "knockoff", self.access, seconds)
 
 
 class EquationSolving(ExtractionAttack):
@@ -359,16 +367,18 @@ class EquationSolving(ExtractionAttack):
         z -= z.mean(axis=1, keepdims=True)
         a = np.hstack([x.reshape(n, -1).double().numpy(), np.ones((n, 1))])
         curve: list[CurvePoint] = []
+        evaluating = 0.0  # time spent measuring the copies is not the attack's
         surrogate: Classifier | None = None
         for b in budgets:
             m = min(b, n)
             theta, *_ = np.linalg.lstsq(a[:m], z[:m], rcond=None)
             surrogate = linear_classifier(theta, classifier)
-            curve.append(self._point(surrogate, b, m, test, truth, t0))
+            spent = time.perf_counter() - t0 - evaluating
+            curve.append(self._point(surrogate, b, m, test, truth, spent))
+            evaluating = time.perf_counter() - t0 - spent
         assert surrogate is not None
-        return ExtractionResult(
-            surrogate, queries, curve, "equation_solving", "probabilities", time.perf_counter() - t0
-        )
+        seconds = time.perf_counter() - t0 - evaluating
+        return ExtractionResult(surrogate, queries, curve, "equation_solving", "probabilities", seconds)
 
 
 def linear_classifier(theta: np.ndarray, like: Classifier) -> TorchClassifier:
