@@ -60,7 +60,15 @@ RULE = Rule(
 
 
 class ExtractionSpec(Entry):
-    """Model stealing within query budgets, with the attacker's access modes."""
+    """Model stealing within query budgets, with the attacker's access modes.
+
+    ``pool`` ``in_distribution`` queries the assessment's training inputs (the upper bound:
+    the attacker holds data of the model's own distribution); fidelity and accuracy are
+    measured on the test split. ``access`` lists the Knockoff attacker's modes
+    (``probabilities``, ``top_k:K``, ``labels``); ``equation_solving`` always uses scores
+    and, where a defence hides them, a label-only Knockoff attacker on the training inputs
+    stands in. ``below`` is the fidelity of the query-limit read-off.
+    """
 
     attack: str = "knockoff"
     sampling: str = "random"
