@@ -226,7 +226,7 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
                 pct(r["stolen_accuracy"]),
                 pct(r["fidelity"]),
                 pct(r["clean_accuracy"]),
-                f"{read} (fidelity < {pct(r['below'])})",
+                esc(f"{read} (fidelity < {pct(r['below'])})"),
             ]
         )
     header = [
