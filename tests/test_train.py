@@ -189,3 +189,17 @@ def test_bad_sample_weights() -> None:
     ]:
         with pytest.raises(InputError, match=match):
             fit(build("mlp", (4,), 2), data, cfg, sample_weight=weights)
+
+
+def test_soft_targets_train_by_cross_entropy_against_the_rows() -> None:
+    g = torch.Generator().manual_seed(0)
+    data = Dataset(torch.rand(40, 6, generator=g), torch.arange(40) % 3)
+    one_hot = torch.nn.functional.one_hot(data.y, 3).float()
+    hard = fit(build("mlp", (6,), 3, seed=0), data, TrainConfig(epochs=2, progress=False))
+    soft = fit(build("mlp", (6,), 3, seed=0), data, TrainConfig(epochs=2, progress=False), soft_targets=one_hot)
+    assert soft.losses == pytest.approx(hard.losses)
+    flat = torch.full_like(one_hot, 1 / 3)
+    uniform = fit(build("mlp", (6,), 3, seed=0), data, TrainConfig(epochs=2, progress=False), soft_targets=flat)
+    assert uniform.losses != pytest.approx(hard.losses)
+    with pytest.raises(InputError, match="soft_targets"):
+        fit(build("mlp", (6,), 3, seed=0), data, TrainConfig(epochs=1), soft_targets=one_hot[:5])

@@ -167,6 +167,7 @@ def fit(
     desc: str = "train",
     penalty: Penalty | None = None,
     sample_weight: Tensor | None = None,
+    soft_targets: Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with cross-entropy (plus ``penalty``); returns it in eval mode.
 
@@ -185,6 +186,9 @@ def fit(
     a batch's loss is ``sum(w_i * CE_i) / batch size``, so weight 0 removes a sample and
     weight 1 everywhere trains as without weights. With mixing a sample's two parts keep
     their own weights: ``lam * w_a * CE(y_a) + (1 - lam) * w_b * CE(y_b)``.
+    ``soft_targets`` (float ``[N, num_classes]``, rows of probabilities aligned with ``data``)
+    replaces the labels in the loss by cross-entropy against those rows (distillation, as a
+    model-stealing attacker trains on a victim's scores); ``penalty`` still sees ``data.y``.
     """
     cfg = config or TrainConfig()
     if len(data) == 0:
@@ -203,6 +207,7 @@ def fit(
     if cfg.mix is not None and parse_mix(cfg.mix)[0] == "cutmix" and data.x.dim() != 4:
         raise InputError(f"mix {cfg.mix!r} needs image inputs [N, C, H, W], got {tuple(data.x.shape[1:])}")
     weights = _check_weights(sample_weight, len(data))
+    soft = _check_soft_targets(soft_targets, len(data))
     mix_g = torch.Generator().manual_seed(cfg.seed + 2)
     mix_rng = np.random.default_rng(cfg.seed + 2)
     per_sample = nn.CrossEntropyLoss(reduction="none")
@@ -219,6 +224,7 @@ def fit(
             total = 0.0
             for idx in order.split(cfg.batch_size):
                 xb, yb = data.x[idx], data.y[idx]
+                tb = yb if soft is None else soft[idx]
                 if cfg.augment is not None:
                     xb = augment_batch(xb, cfg.augment, aug_g, data_range)
                 if transform is not None:
@@ -228,16 +234,16 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 if cfg.mix is None and weights is None:
                     logits = model(xb)
-                    loss = loss_fn(logits, yb)
+                    loss = loss_fn(logits, tb)
                 else:
                     wb = torch.ones(len(idx)) if weights is None else weights[idx]
                     partner, lam = torch.arange(len(idx)), 1.0
                     if cfg.mix is not None:
                         xb, partner, lam = mix_batch(xb, cfg.mix, mix_g, mix_rng)
                     logits = model(xb)
-                    losses_b = lam * wb * per_sample(logits, yb)
+                    losses_b = lam * wb * per_sample(logits, tb)
                     if lam < 1.0:
-                        losses_b = losses_b + (1.0 - lam) * wb[partner] * per_sample(logits, yb[partner])
+                        losses_b = losses_b + (1.0 - lam) * wb[partner] * per_sample(logits, tb[partner])
                     loss = losses_b.mean()
                 if penalty is not None:
                     loss = loss + penalty(model, xb, yb, logits)
@@ -261,3 +267,16 @@ def _check_weights(sample_weight: Tensor | None, n: int) -> Tensor | None:
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
         raise InputError("sample_weight must hold finite values >= 0")
     return w
+
+
+def _check_soft_targets(targets: Tensor | None, n: int) -> Tensor | None:
+    """Validate ``targets`` (float ``[n, C]``, finite, >= 0) and return them as float32."""
+    if targets is None:
+        return None
+    if not isinstance(targets, Tensor) or targets.dim() != 2 or targets.shape[0] != n:
+        shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise InputError(f"soft_targets must be a tensor of shape ({n}, classes) aligned with the data, got {shape}")
+    t = targets.detach().float()
+    if not torch.isfinite(t).all() or bool((t < 0).any()):
+        raise InputError("soft_targets must be finite and >= 0")
+    return t

@@ -141,6 +141,13 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "membership.round": ("AML.M0002",),
     "membership.top_k": ("AML.M0002",),
     "membership.label_only": ("AML.M0002",),
+    "membership.reverse_sigmoid": ("AML.M0002",),
+    # differentially private training bounds what any one record can change: a hardened model
+    "membership.dp_sgd": ("AML.M0003",),
+    "extraction.round": ("AML.M0002",),
+    "extraction.top_k": ("AML.M0002",),
+    "extraction.label_only": ("AML.M0002",),
+    "extraction.reverse_sigmoid": ("AML.M0002",),
     # sanitising the training data
     "backdoor.activation_clustering": ("AML.M0007",),
     "backdoor.spectral_signatures": ("AML.M0007",),

@@ -9,6 +9,7 @@ from sparring.defenses.inference import (
     HARDENING_NAMES,
     LabelOnly,
     OutputHardening,
+    ReverseSigmoid,
     RoundScores,
     TopKScores,
     harden,
@@ -118,7 +119,9 @@ def test_registry_builds_hardenings_from_specs(clf: TorchClassifier) -> None:
     t3 = HARDENING.build("top_k:3")
     assert isinstance(t3, TopKScores) and t3.k == 3
     assert isinstance(HARDENING.build("label_only"), LabelOnly)
-    assert HARDENING_NAMES == ("round", "top_k", "label_only")
+    assert HARDENING_NAMES == ("round", "top_k", "label_only", "reverse_sigmoid")
+    rs = HARDENING.build("reverse_sigmoid:5")
+    assert isinstance(rs, ReverseSigmoid) and rs.beta == 5.0 and rs.gamma == 0.1
     for name in HARDENING_NAMES:
         defence = HARDENING.build(name)
         assert isinstance(defence, OutputHardening) and isinstance(defence.wrap(clf), Classifier)

@@ -1,5 +1,15 @@
 """Privacy attacks: membership inference, extraction, inversion."""
 
+from sparring.attacks.privacy.extraction import (
+    EXTRACTION_ATTACKS,
+    QUERY_POOLS,
+    CurvePoint,
+    EquationSolving,
+    ExtractionAttack,
+    ExtractionResult,
+    KnockoffNets,
+    query_pool,
+)
 from sparring.attacks.privacy.lira import LiRA
 from sparring.attacks.privacy.membership import (
     MEMBERSHIP_ATTACKS,
@@ -16,8 +26,15 @@ from sparring.attacks.privacy.rmia import RMIA
 from sparring.attacks.privacy.shadow import ShadowModels
 
 __all__ = [
+    "EXTRACTION_ATTACKS",
     "MEMBERSHIP_ATTACKS",
+    "QUERY_POOLS",
     "RMIA",
+    "CurvePoint",
+    "EquationSolving",
+    "ExtractionAttack",
+    "ExtractionResult",
+    "KnockoffNets",
     "LabelOnlyGap",
     "LiRA",
     "LossThreshold",
@@ -30,5 +47,6 @@ __all__ = [
     "cross_entropy_from_scores",
     "evaluate_membership",
     "membership_split",
+    "query_pool",
     "train_references",
 ]

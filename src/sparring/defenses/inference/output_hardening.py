@@ -19,7 +19,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sparring.errors import ConfigError, check_nonnegative_int, check_positive_int
+from sparring.defenses.inference.reverse_sigmoid import reverse_sigmoid
+from sparring.errors import ConfigError, check_nonnegative_int, check_positive, check_positive_int
 from sparring.models import Access, Classifier, ClassifierWrapper
 from sparring.params import Params, Registry
 
@@ -105,11 +106,29 @@ class LabelOnly(OutputHardening):
         return ClassifierWrapper(classifier, access=Access.LABELS)
 
 
-#: Output hardenings by the name a config uses: ``round[:DECIMALS]``, ``top_k[:K]``, ``label_only``.
+class ReverseSigmoid(OutputHardening):
+    """Release reverse-sigmoid-perturbed probabilities (Lee et al., 2019) with the victim's own labels.
+
+    ``beta`` scales the perturbation and ``gamma`` the logit inside the sigmoid; the defaults
+    are ART's. Labels are the inner classifier's; the largest score stays on the victim's top
+    class. Needs an inner classifier with score access; grants labels and scores only.
+    """
+
+    def __init__(self, beta: float = 1.0, gamma: float = 0.1) -> None:
+        self.beta = check_positive("beta", beta)
+        self.gamma = check_positive("gamma", gamma)
+
+    def wrap(self, classifier: Classifier) -> Classifier:
+        return HardenedClassifier(classifier, lambda s: reverse_sigmoid(s, self.beta, self.gamma), type(self).__name__)
+
+
+#: Output hardenings by the name a config uses: ``round[:DECIMALS]``, ``top_k[:K]``, ``label_only``,
+#: ``reverse_sigmoid[:BETA]``.
 HARDENING: Registry[OutputHardening] = Registry("output hardening")
 HARDENING.add("round", RoundScores, arg="decimals")
 HARDENING.add("top_k", TopKScores, arg="k")
 HARDENING.add("label_only", LabelOnly)
+HARDENING.add("reverse_sigmoid", ReverseSigmoid, arg="beta")
 HARDENING_NAMES = tuple(HARDENING)
 
 

@@ -1,0 +1,395 @@
+"""Model stealing: accuracy and fidelity of a stolen copy against the queries it took.
+
+An attacker queries the model as deployed on inputs from a pool (held-out data of the same
+distribution as the upper bound, the other built-in image set, photo crops, noise) and
+trains a surrogate on the answers (Knockoff Nets, Orekondy et al., CVPR 2019), or solves
+for a logistic model exactly from d + 1 score queries (Tramèr et al., USENIX Security 2016).
+The rated figure is the fidelity at the largest budget: agreement with the model's labels
+on the test split (Jagielski et al., USENIX Security 2020). Each access mode of an entry
+runs when the deployment still allows it, and a defence is judged by the strongest of them:
+reverse sigmoid (Lee et al., 2019) misleads an attacker who distils probabilities but not one
+who trains on labels. The budget read-off is the largest budget below which every budget
+keeps the copy's fidelity under ``below``: a per-client query limit (ATLAS AML.M0004).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from sparring.assess.context import Context
+from sparring.assess.family import (
+    TEST_PRIVACY,
+    CostRow,
+    Defences,
+    Family,
+    Rating,
+    Row,
+    Rule,
+    Scenario,
+    ScenarioResult,
+    rated,
+)
+from sparring.assess.htmlkit import curve_plot, esc, muted, pct, table
+from sparring.assess.spec import Entry, defences_field, listify, one_of, parses
+from sparring.attacks.privacy.extraction import (
+    EXTRACTION_ATTACKS,
+    QUERY_POOLS,
+    SAMPLING,
+    EquationSolving,
+    ExtractionResult,
+    KnockoffNets,
+    check_access_mode,
+    query_pool,
+)
+from sparring.defenses.inference import HARDENING
+from sparring.errors import ConfigError
+from sparring.metrics import Interval, accuracy, per_query_ms, rate_interval
+from sparring.models import Access, Classifier
+from sparring.models.zoo import ARCHITECTURES
+
+RULE = Rule(
+    "fidelity of a stolen copy at the largest query budget",
+    medium=0.5,
+    high=0.9,
+    note="agreement with the model's labels on test data; the strongest access that still applies",
+)
+
+
+class ExtractionSpec(Entry):
+    """Model stealing within query budgets, with the attacker's access modes.
+
+    ``pool`` ``in_distribution`` queries the assessment's training inputs (the upper bound:
+    the attacker holds data of the model's own distribution); fidelity and accuracy are
+    measured on the test split. ``access`` lists the Knockoff attacker's modes
+    (``probabilities``, ``top_k:K``, ``labels``); ``equation_solving`` always uses scores
+    and, where a defence hides them, a label-only Knockoff attacker on the training inputs
+    stands in. ``below`` is the fidelity of the query-limit read-off.
+    """
+
+    attack: str = "knockoff"
+    sampling: str = "random"
+    pool: str = "in_distribution"
+    budgets: list[int] = Field(default_factory=lambda: [250, 500, 1000], min_length=1)
+    access: list[str] = Field(default_factory=lambda: ["probabilities", "labels"], min_length=1)
+    surrogate: str = "mlp"
+    epochs: int = Field(30, ge=1)
+    below: float = Field(0.9, gt=0.0, le=1.0)
+    defences: list[str] = defences_field()
+
+    _listify = field_validator("budgets", "access", mode="before")(listify)
+
+    @field_validator("attack")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return one_of(v, list(EXTRACTION_ATTACKS), "extraction attack")
+
+    @field_validator("sampling")
+    @classmethod
+    def _known_sampling(cls, v: str) -> str:
+        return one_of(v, SAMPLING, "Knockoff sampling")
+
+    @field_validator("pool")
+    @classmethod
+    def _known_pool(cls, v: str) -> str:
+        return one_of(v, QUERY_POOLS, "query pool")
+
+    @field_validator("surrogate")
+    @classmethod
+    def _known_surrogate(cls, v: str) -> str:
+        return one_of(v, list(ARCHITECTURES), "surrogate architecture")
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError(f"budgets must be positive query counts, got {v}")
+        return sorted(set(v))
+
+    @field_validator("access", mode="before")
+    @classmethod
+    def _known_access(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        return [parses(check_access_mode, a) if isinstance(a, str) else a for a in v]
+
+    @field_validator("defences")
+    @classmethod
+    def _known_defences(cls, v: list[str]) -> list[str]:
+        return [parses(FAMILY.check_defence, d) for d in v]
+
+
+class ExtractionRun(Row):
+    """One attack with one access mode: its curve, or why it could not run."""
+
+    attack: str
+    access: str
+    applies: bool = True
+    note: str | None = None
+    queries: int = 0
+    seconds: float = 0.0
+    budgets: list[int] = []
+    queries_at: list[int] = []
+    accuracy: list[float] = []
+    fidelity: list[float] = []
+
+
+class ExtractionScenarioResult(ScenarioResult):
+    """Curves of every access mode that still applies, the strongest one's figures and the budget read-off."""
+
+    pool: str
+    clean_accuracy: float
+    n_test: int
+    runs: list[ExtractionRun]
+    strongest: str
+    fidelity: float
+    stolen_accuracy: float
+    relative_accuracy: float
+    queries: int
+    below: float
+    #: Largest budget such that the copy stays below ``below`` fidelity at it and every smaller one (None: none).
+    safe_budget: int | None = None
+    #: True when every budget of the entry stays below ``below`` (the read-off is a lower bound).
+    safe_beyond: bool = False
+    seconds: float
+    #: Wall time the output hardening adds per query, in ms (median of repeated timings).
+    query_ms: float | None = None
+
+
+def _applies(clf: Classifier, attack: str, mode: str) -> str | None:
+    """Why ``attack`` with ``mode`` cannot run against ``clf`` (None when it can)."""
+    name, _ = check_access_mode(mode)
+    needed = Access.LABELS if name == "labels" and attack == "knockoff" else Access.SCORES
+    if needed in clf.access:
+        return None
+    return f"the deployment releases no {'labels' if needed == Access.LABELS else 'scores'}"
+
+
+def _run(r: ExtractionResult) -> ExtractionRun:
+    return ExtractionRun(
+        attack=r.attack,
+        access=r.access,
+        queries=r.queries,
+        seconds=r.seconds,
+        budgets=[p.budget for p in r.curve],
+        queries_at=[p.queries for p in r.curve],
+        accuracy=[float(p.accuracy or 0.0) for p in r.curve],
+        fidelity=[float(p.fidelity or 0.0) for p in r.curve],
+    )
+
+
+def read_off(runs: list[ExtractionRun], below: float) -> tuple[int | None, bool]:
+    """The largest budget up to which every budget keeps the strongest copy's fidelity below ``below``."""
+    ran = [r for r in runs if r.applies]
+    budgets = ran[0].budgets
+    best = [max(r.fidelity[i] for r in ran) for i in range(len(budgets))]
+    safe: int | None = None
+    for b, f in zip(budgets, best, strict=True):
+        if f >= below:
+            return safe, False
+        safe = b
+    return safe, True
+
+
+def _html(results: Mapping[str, dict[str, Any]]) -> str:
+    out = []
+    rows = []
+    for key, r in results.items():
+        name = r["defence"] or "no defence"
+        lines: list[tuple[str, list[float], list[float], str, int]] = []
+        for i, run in enumerate(r["runs"]):
+            if not run.get("applies", True):
+                continue
+            xs = [float(q) for q in run["queries_at"]]
+            tag_ = f"{run['attack']}, {run['access']}"
+            lines.append((f"fidelity ({tag_})", xs, run["fidelity"], "-", i))
+            lines.append((f"accuracy ({tag_})", xs, run["accuracy"], "--", i))
+        if lines:
+            out.append(curve_plot(f"Model stealing: {key} ({name}, pool {r['pool']})", "victim queries", lines, "rate"))
+        safe = r.get("safe_budget")
+        budgets = r["runs"][0]["budgets"] if r["runs"] else []
+        if r.get("safe_beyond") and budgets:
+            read = f"≥ {budgets[-1]:,} (every budget tried)"
+        elif safe is None:
+            read = f"none (≥ {pct(r['below'])} at {budgets[0]:,})" if budgets else "—"
+        else:
+            read = f"{safe:,}"
+        rows.append(
+            [
+                esc(key),
+                esc(name),
+                esc(r["strongest"]),
+                f"{r['queries']:,}",
+                pct(r["stolen_accuracy"]),
+                pct(r["fidelity"]),
+                pct(r["clean_accuracy"]),
+                esc(f"{read} (fidelity < {pct(r['below'])})"),
+            ]
+        )
+    header = [
+        "scenario",
+        "defence",
+        "strongest attack (access)",
+        "queries",
+        "stolen acc.",
+        "fidelity",
+        "model acc.",
+        "query limit read-off",
+    ]
+    out.append(table(header, rows))
+    for key, r in results.items():
+        for run in r["runs"]:
+            if run.get("note"):
+                out.append(muted(f"{key}, {run['attack']} with {run['access']}: {run['note']}"))
+    out.append(
+        muted(
+            "Fidelity is agreement with the model's labels on the test split (Jagielski et al., USENIX Security "
+            "2020); a defence is rated by the strongest access mode that still runs against it. The read-off is "
+            "the largest budget at which (and below which) the copy stays under the chosen fidelity: a per-client "
+            "query limit. Model inversion and watermarks are not assessed yet."
+        )
+    )
+    return "".join(out)
+
+
+class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
+    """``[[extraction]]``: steal the model as deployed, behind each output hardening."""
+
+    key = "extraction"
+    title = "extraction"
+    section = "Model stealing (test-time privacy)"
+    order = 72
+    spec = ExtractionSpec
+    result = ExtractionScenarioResult
+    threats = {TEST_PRIVACY: "model stealing"}
+    rules = {TEST_PRIVACY: RULE}
+    defences = (Defences("inference", registry=HARDENING, summary="output hardening"),)
+    attacks = tuple(EXTRACTION_ATTACKS)
+    smoke = {"extraction": [{"budgets": [50, 100], "epochs": 5, "defences": ["reverse_sigmoid:5"]}]}
+
+    def label(self, entry: ExtractionSpec) -> str:
+        if entry.attack != "knockoff":
+            return entry.attack
+        return f"knockoff-{entry.pool}" + ("-adaptive" if entry.sampling == "adaptive" else "")
+
+    def check(self, ctx: Context, index: int, entry: ExtractionSpec) -> None:
+        if entry.attack == "knockoff" and entry.pool in ("other", "photos") and len(ctx.data.input_shape) != 3:
+            raise ConfigError(
+                f"extraction[{index}].pool: {entry.pool!r} needs image inputs [C, H, W], the data has "
+                f"{ctx.data.input_shape}; use 'in_distribution' or 'noise'"
+            )
+        if entry.surrogate == "small_cnn" and len(ctx.data.input_shape) != 3:
+            raise ConfigError(f"extraction[{index}].surrogate: 'small_cnn' needs image inputs; use 'mlp'")
+
+    def run(self, ctx: Context, sc: Scenario) -> ExtractionScenarioResult:
+        e = sc.spec
+        assert isinstance(e, ExtractionSpec)
+        target, _ = ctx.target()
+        clf, query_ms = target, None
+        if sc.defence is not None:
+            clf = HARDENING.build(sc.defence).wrap(target)
+            query_ms = max(0.0, per_query_ms(clf, ctx.test.x) - per_query_ms(target, ctx.test.x))
+        lo, hi = ctx.config.data.bounds
+        runs: list[ExtractionRun] = []
+        if e.attack == "equation_solving":
+            modes = [("equation_solving", "probabilities")]
+        else:
+            pool = query_pool(e.pool, ctx.data.input_shape, e.budgets[-1], ctx.seed, (lo, hi), ctx.train.x)
+            modes = [("knockoff", a) for a in e.access]
+        for attack, mode in modes:
+            why = _applies(clf, attack, mode)
+            if why is not None:
+                runs.append(ExtractionRun(attack=attack, access=mode, applies=False, note=f"not run: {why}"))
+                continue
+            if attack == "equation_solving":
+                r = EquationSolving(seed=ctx.seed).steal(clf, e.budgets, test=ctx.test)
+            else:
+                thief = KnockoffNets(
+                    access=mode, architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed, sampling=e.sampling
+                )
+                r = thief.steal(clf, e.budgets, pool=pool, test=ctx.test)
+            runs.append(_run(r))
+        if not any(r.applies for r in runs) and Access.LABELS in clf.access:
+            # the strongest attack that still applies: a label-only Knockoff attacker
+            pool = query_pool(
+                e.pool if e.attack == "knockoff" else "in_distribution",
+                ctx.data.input_shape,
+                e.budgets[-1],
+                ctx.seed,
+                (lo, hi),
+                ctx.train.x,
+            )
+            thief = KnockoffNets(access="labels", architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed)
+            run = _run(thief.steal(clf, e.budgets, pool=pool, test=ctx.test))
+            runs.append(run.model_copy(update={"note": "fallback: no requested access applies; label-only Knockoff"}))
+        ran = [r for r in runs if r.applies]
+        if not ran:
+            raise ConfigError(f"no extraction attack applies to the model behind {sc.defence or 'no defence'}")
+        best = max(ran, key=lambda r: (r.fidelity[-1], r.accuracy[-1]))
+        victim_acc = accuracy(clf, ctx.test.x, ctx.test.y)
+        safe, beyond = read_off(runs, e.below)
+        return ExtractionScenarioResult(
+            kind=self.key,
+            attack=e.attack,
+            defence=sc.defence,
+            defence_type=self.defence_kind(sc.defence) if sc.defence else None,
+            params=sc.params(),
+            pool=e.pool if e.attack == "knockoff" else "uniform (equation solving)",
+            clean_accuracy=victim_acc,
+            n_test=len(ctx.test),
+            runs=runs,
+            strongest=f"{best.attack}, {best.access}",
+            fidelity=best.fidelity[-1],
+            stolen_accuracy=best.accuracy[-1],
+            relative_accuracy=best.accuracy[-1] / victim_acc if victim_acc > 0 else 0.0,
+            queries=best.queries,
+            below=e.below,
+            safe_budget=safe,
+            safe_beyond=beyond,
+            seconds=sum(r.seconds for r in ran),
+            query_ms=query_ms,
+        )
+
+    def rate(self, result: ExtractionScenarioResult) -> Rating:
+        f = result.fidelity
+        text = (
+            f"a copy stolen with {result.queries:,} queries ({result.strongest}) agrees with the model on {f:.1%} "
+            f"of test inputs, accuracy {result.stolen_accuracy:.1%} vs the model's {result.clean_accuracy:.1%}"
+        )
+        return rated(RULE, f, text, rate_interval(f, result.n_test))
+
+    def intervals(self, key: str, result: ExtractionScenarioResult) -> dict[str, Interval]:
+        if result.n_test < 1:
+            return {}
+        return {
+            f"{key}.fidelity": rate_interval(result.fidelity, result.n_test),
+            f"{key}.stolen_accuracy": rate_interval(result.stolen_accuracy, result.n_test),
+        }
+
+    def figures(self, key: str, result: ExtractionScenarioResult) -> dict[str, float]:
+        out = {
+            f"{key}.fidelity": result.fidelity,
+            f"{key}.stolen_accuracy": result.stolen_accuracy,
+            f"{key}.relative_accuracy": result.relative_accuracy,
+            f"{key}.queries": float(result.queries),
+        }
+        if result.safe_budget is not None:
+            out[f"{key}.safe_budget"] = float(result.safe_budget)
+        return out
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        names = ("fidelity", "stolen_accuracy", "relative_accuracy", "queries", "safe_budget")
+        return [f"{sc.key}.{n}" for n in names]
+
+    def cost(self, key: str, result: ExtractionScenarioResult, base: ExtractionScenarioResult) -> CostRow:
+        row = super().cost(key, result, base)
+        return dataclasses.replace(row, seconds_note="inference-time wrapper; no training cost")
+
+    def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
+        return _html(results) if results else ""
+
+
+FAMILY = ExtractionFamily()

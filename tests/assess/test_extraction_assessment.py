@@ -1,0 +1,81 @@
+"""The [[extraction]] family: model stealing rated in the test-time privacy cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparring.assess import assess, parse_config
+from sparring.assess.families.extraction import FAMILY, ExtractionRun, read_off
+from sparring.errors import ConfigError
+
+
+def _config(**entry: Any) -> dict[str, Any]:
+    return {"data": {"dataset": "digits"}, "model": {"epochs": 8}, "extraction": [entry]}
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ({"pool": "imagenet"}, "query pool"),
+        ({"access": ["logits"]}, "access"),
+        ({"attack": "copycat"}, "extraction attack"),
+        ({"budgets": [0, 100]}, "budgets"),
+        ({"defences": ["jpeg"]}, "reverse_sigmoid"),
+        ({"surrogate": "resnet"}, "surrogate"),
+    ],
+)
+def test_bad_extraction_config_gets_a_one_line_error(entry: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as e:
+        parse_config(_config(**entry))
+    assert "\n" not in str(e.value)
+
+
+def test_read_off_is_the_largest_budget_that_stays_below() -> None:
+    def run(fid: list[float]) -> ExtractionRun:
+        return ExtractionRun(attack="knockoff", access="labels", budgets=[10, 20, 40], fidelity=fid, accuracy=fid)
+
+    assert read_off([run([0.3, 0.6, 0.95]), run([0.2, 0.85, 0.8])], 0.8) == (10, False)
+    assert read_off([run([0.9, 0.9, 0.9])], 0.8) == (None, False)
+    assert read_off([run([0.1, 0.2, 0.3])], 0.8) == (40, True)
+
+
+def test_the_family_judges_each_defence_by_the_strongest_attack(tmp_path: Path) -> None:
+    entry = {"budgets": [100, 400], "epochs": 20, "defences": ["reverse_sigmoid:5", "label_only"]}
+    report, failed = assess(parse_config(_config(**entry)), tmp_path, log=lambda s: None)
+    assert not failed
+    scenarios = report["scenarios"]
+    base = FAMILY.load(scenarios["extraction.knockoff-in_distribution"])
+    rs = FAMILY.load(scenarios["extraction.knockoff-in_distribution+reverse_sigmoid:5"])
+    lo = FAMILY.load(scenarios["extraction.knockoff-in_distribution+label_only"])
+    assert base.fidelity > 0.8
+    by_access = {r.access: r for r in rs.runs}
+    assert by_access["probabilities"].fidelity[-1] < by_access["labels"].fidelity[-1] - 0.3
+    assert rs.strongest == "knockoff, labels" and rs.fidelity == by_access["labels"].fidelity[-1]
+    assert [r.applies for r in lo.runs] == [False, True] and lo.strongest == "knockoff, labels"
+    assert FAMILY.rate(rs).level == "high"
+    cell = next(c for c in report["matrix"] if (c["row"], c["column"]) == ("test-time inputs", "privacy"))
+    assert cell["status"] == "measured"
+    html = (tmp_path / "report.html").read_text()
+    assert "Model stealing" in html and "query limit read-off" in html
+
+
+def test_equation_solving_falls_back_to_labels_when_scores_are_hidden(tmp_path: Path) -> None:
+    cfg = {"data": {"dataset": "breast_cancer"}, "model": {"architecture": "mlp", "epochs": 5}}
+    entry = {"attack": "equation_solving", "budgets": [31], "epochs": 10, "defences": ["label_only"]}
+    report, failed = assess(parse_config({**cfg, "extraction": [entry]}), tmp_path, log=lambda s: None)
+    assert not failed
+    base = FAMILY.load(report["scenarios"]["extraction.equation_solving"])
+    assert base.queries == 31 and base.runs[0].attack == "equation_solving"
+    hidden = FAMILY.load(report["scenarios"]["extraction.equation_solving+label_only"])
+    assert hidden.runs[0].applies is False and hidden.runs[-1].note is not None
+    assert hidden.strongest == "knockoff, labels"
+
+
+def test_image_pools_are_refused_for_tabular_data(tmp_path: Path) -> None:
+    cfg = {"data": {"dataset": "breast_cancer"}, "model": {"epochs": 1}, "extraction": [{"pool": "photos"}]}
+    with pytest.raises(ConfigError, match="image inputs"):
+        assess(parse_config(cfg), tmp_path / "out", log=lambda s: None)
+    assert not (tmp_path / "out").exists()
