@@ -214,6 +214,9 @@ def _cost_text(v: Mapping[str, Any]) -> str:
 def verdict_line(cell: Mapping[str, Any], v: Mapping[str, Any]) -> str:
     """One recommendation: ``adopt X (...; cost: ...)``, ``X does not help``, ``X makes it worse - do not adopt``."""
     moved = f"{v['level_before']} → {v['level_after']}: {v['risk_after']}"
+    model = next((m for m in cell.get("defended_models", []) if m["defence"] == v["defence"]), None)
+    if model is not None and model["gaps"]:  # an attack of the cell never met this defence: say so
+        moved += f"; not run against {', '.join(model['gaps'])}, so its effect on them is unknown"
     if v["verdict"] == "adopt":
         return f"{cell['covers']}: adopt {v['defence']} ({moved}; {_cost_text(v)})."
     if v["verdict"] == "no help":
