@@ -22,11 +22,11 @@ from sparring.assess.executor import Executor, LocalExecutor, ProcessExecutor, R
 CONFIG: dict[str, Any] = {
     "data": {"dataset": "digits", "test_fraction": 0.25},
     "model": {"architecture": "small_cnn", "epochs": 6},
-    "adversarial_training": {"eps": 0.1, "steps": 3, "epochs": 4},
+    "adversarial_training": {"eps": 0.1, "steps": 5, "epochs": 8},
     "evasion": [
-        {"attack": "pgd", "eps": [0.05, 0.1, 0.2], "steps": 20, "samples": 300, "sanity_checks": False},
-        {"attack": "apgd", "eps": [0.1, 0.2], "steps": 20, "samples": 300, "sanity_checks": False},
-        {"attack": "square", "eps": [0.1], "samples": 100, "max_queries": 300},
+        {"attack": "pgd", "eps": [0.05, 0.1, 0.2], "steps": 40, "samples": 450, "sanity_checks": False},
+        {"attack": "apgd", "eps": [0.1, 0.2], "steps": 40, "samples": 450, "sanity_checks": False},
+        {"attack": "square", "eps": [0.1], "samples": 200, "max_queries": 1000},
     ],
     "defences": {"evasion": ["adversarial_training", "dropout", "bit_depth:3"]},
     "backdoor": [{"attack": "badnets", "poison_fraction": 0.1, "patch_size": 2}],
