@@ -12,9 +12,13 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sparring import __version__
 from sparring.errors import SparringError
+
+if TYPE_CHECKING:
+    from sparring.assess.spec import BaseConfig
 
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
@@ -65,8 +69,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = _examples_dir() / name
     if not config.is_file():
         raise SparringError(f"the demo config {config} is missing; run the demo from a checkout of sparring")
-    args.config, args.fail_on, args.fresh, args.junit = str(config), [], False, None
+    args.config, args.fail_on, args.fresh, args.junit = _signed_demo(config, Path(args.out)), [], False, None
     return _cmd_assess(args)
+
+
+def _signed_demo(config: Path, out: Path) -> BaseConfig:
+    """The demo config with its built-in data written to ``OUT/demo-inputs``, signed, and verified on load.
+
+    So the demo's report opens with a verified provenance block, as a user's signed inputs would.
+    """
+    import json
+    import tomllib
+
+    import numpy as np
+
+    from sparring.assess import parse_config
+    from sparring.data import load_builtin
+    from sparring.integrity import keygen, sign
+
+    raw = tomllib.loads(config.read_text())
+    name = raw["data"].pop("dataset")
+    folder = out / "demo-inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = load_builtin(name)
+    npz = folder / f"{name}.npz"
+    np.savez(npz, x=data.x.numpy(), y=data.y.numpy(), classes=np.array(data.classes))
+    key, pub = folder / "demo.key", folder / "demo.pub"
+    if not key.is_file() or not pub.is_file():
+        key.unlink(missing_ok=True)
+        pub.unlink(missing_ok=True)
+        keygen(folder / "demo")
+    signature = folder / "data.sig"
+    signature.write_text(json.dumps(sign([npz], key), indent=2))
+    raw["data"].update(path=str(npz), signature=str(signature), public_key=str(pub))
+    return parse_config(raw, config.parent)
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
