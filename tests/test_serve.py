@@ -273,3 +273,24 @@ def test_prada_alarms_on_jacobian_augmentation_not_on_natural_queries(
     # the mechanism: synthetic queries' distances are far less normal (measured W 0.87-0.94 vs 0.965-0.978 on
     # two models; the alarm at the default delta 0.95 has a thin margin, so the test asserts the gap)
     assert thief < benign - 0.02
+
+
+def test_the_audit_report_flags_probing_alarms_and_keys_near_their_quota(
+    tmp_path: Path,
+    digits_mlp: TorchClassifier,
+    digits_split: tuple[Dataset, Dataset],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, keys, audit, _ = _gateway(tmp_path, digits_mlp)
+    honest, prober = keys.add("honest", total=10), keys.add("prober")
+    x = digits_split[1].x[:3]
+    for _ in range(3):
+        client.post("/v2/models/model/infer", json=_body(x), headers=_auth(honest))  # 9 of 10 queries
+    for _ in range(12):  # a client probing the validation
+        client.post("/v2/models/model/infer", content=b"{}", headers=_auth(prober))
+    audit.close()
+    assert main(["audit", "report", str(tmp_path / "audit.sqlite"), "--keys", str(tmp_path / "keys.json")]) == 0
+    out = capsys.readouterr().out
+    ids = {e.name: e.key_id for e in keys.entries.values()}
+    assert f"{ids['prober']}: 100% of requests were invalid" in out
+    assert f"{ids['honest']}: 9 of 10 queries used" in out

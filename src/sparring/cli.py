@@ -162,11 +162,29 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from sparring.serve.audit import verify_log
+    import json
 
-    ok, verdict = verify_log(args.db)
-    print(verdict)
-    return 0 if ok else EXIT_GATE_FAILED
+    from sparring.serve.audit import audit_report, verify_log
+
+    if args.action == "verify":
+        ok, verdict = verify_log(args.db)
+        print(verdict)
+        return 0 if ok else EXIT_GATE_FAILED
+    keys = json.loads(Path(args.keys).read_text()) if args.keys and Path(args.keys).is_file() else None
+    found = audit_report(args.db, keys)
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        print(f"{found['requests']} requests from {len(found['keys'])} key(s)")
+        for key_id, k in found["keys"].items():
+            print(
+                f"  {key_id}: {k['requests']} requests, {k['queries']} queries answered, {k['refused_invalid']} "
+                f"invalid, {k['refused_quota']} over quota, {k['refused_auth']} unauthorised, {k['blocked']} blocked"
+            )
+        print("findings:" if found["findings"] else "no anomalies found")
+        for f in found["findings"]:
+            print(f"  {f}")
+    return 0
 
 
 def _cmd_list(_args: argparse.Namespace) -> int:
@@ -258,9 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("--per-minute", type=int, help="queries per minute for this key")
     ks.add_argument("--total", type=int, help="queries in total for this key")
     ks.set_defaults(func=_cmd_keys)
-    au = sub.add_parser("audit", help="check the gateway's audit log (SQLite integrity and the hash chain)")
-    au.add_argument("action", choices=("verify",))
+    au = sub.add_parser("audit", help="check the gateway's audit log (verify: integrity and chain; report: anomalies)")
+    au.add_argument("action", choices=("verify", "report"))
     au.add_argument("db", help="audit log (SQLite)")
+    au.add_argument("--keys", help="keys file, to flag keys near their quota (report)")
+    au.add_argument("--json", action="store_true", help="report as JSON")
     au.set_defaults(func=_cmd_audit)
     ls = sub.add_parser("list", help="list datasets, architectures, attacks and defences")
     ls.set_defaults(func=_cmd_list)

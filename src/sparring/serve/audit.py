@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sparring.errors import InputError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
@@ -94,3 +96,68 @@ def verify_log(path: str | Path) -> tuple[bool, str]:
     finally:
         db.close()
     return True, f"{n} requests; integrity check ok; chain intact"
+
+
+def audit_report(path: str | Path, keys: dict[str, dict[str, Any]] | None = None, spike: float = 5.0) -> dict[str, Any]:
+    """Anomalies in an audit log, per key (counts by status, invalid ratio, alarms, rate spikes, quota use).
+
+    A rate spike is a minute whose volume exceeds ``spike`` times the key's median busy minute;
+    ``keys`` (the keys file's entries by name) adds each key's quotas, to flag keys near them (>= 80 %).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no audit log at {p}")
+    db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT key_id, status, n, time, detail FROM requests ORDER BY id").fetchall()
+    finally:
+        db.close()
+    per_key: dict[str, dict[str, Any]] = {}
+    minutes: dict[str, dict[int, int]] = {}
+    for key_id, status, n, t, detail in rows:
+        k = per_key.setdefault(
+            key_id,
+            {
+                "requests": 0,
+                "queries": 0,
+                "refused_invalid": 0,
+                "refused_auth": 0,
+                "refused_quota": 0,
+                "blocked": 0,
+                "alarms": [],
+            },
+        )
+        k["requests"] += 1
+        if status == 200:
+            k["queries"] += n
+            minutes.setdefault(key_id, {})
+            minutes[key_id][int(t // 60)] = minutes[key_id].get(int(t // 60), 0) + n
+            if detail:
+                k["alarms"].append(detail)
+        elif status in (400, 404, 413):
+            k["refused_invalid"] += 1
+        elif status == 401:
+            k["refused_auth"] += 1
+        elif status == 429:
+            k["refused_quota"] += 1
+        elif status == 403:
+            k["blocked"] += 1
+            k["alarms"].append(detail)
+    quotas = {e["key_id"]: e for e in (keys or {}).values()}
+    findings = []
+    for key_id, k in per_key.items():
+        k["invalid_ratio"] = k["refused_invalid"] / k["requests"]
+        if k["requests"] >= 10 and k["invalid_ratio"] >= 0.2:
+            findings.append(f"{key_id}: {k['invalid_ratio']:.0%} of requests were invalid (probing?)")
+        busy = sorted(minutes.get(key_id, {}).values())
+        if busy:
+            median = busy[len(busy) // 2]
+            spikes = [v for v in busy if v > spike * max(median, 1)]
+            if spikes:
+                findings.append(f"{key_id}: {len(spikes)} minute(s) above {spike:g}x its median of {median} queries")
+        if k["alarms"]:
+            findings.append(f"{key_id}: {len(k['alarms'])} monitor alarm(s), first: {k['alarms'][0]}")
+        total = quotas.get(key_id, {}).get("total")
+        if total and k["queries"] >= 0.8 * total:
+            findings.append(f"{key_id}: {k['queries']} of {total} queries used")
+    return {"requests": len(rows), "keys": per_key, "findings": findings}
