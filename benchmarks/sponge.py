@@ -21,13 +21,12 @@ Usage: ``python benchmarks/sponge.py [--datasets digits mnist5k] [--samples 50]`
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Any
 
 import torch
 
 from _common import emit, environment, run_id, split
+from sparring.assess.families.sponge import latency_us
 from sparring.attacks.availability import (
     EnergyModel,
     HardwareModel,
@@ -53,21 +52,6 @@ def _attacks(cost: str) -> dict[str, Any]:
         "lbfgs": SpongeGradient(cost, optimizer="lbfgs", steps=30),
         "adam": SpongeGradient(cost, optimizer="adam", steps=100, lr=0.5),
     }
-
-
-def _latency_us(net: EarlyExitCNN, x: torch.Tensor, repeats: int = 7) -> float:
-    per_input = []
-    with torch.no_grad():
-        for xi in x:
-            one = xi[None]
-            net.run_one(one)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                net.run_one(one)
-                times.append(time.perf_counter() - start)
-            per_input.append(statistics.median(times))
-    return 1e6 * statistics.fmean(per_input)
 
 
 def energy_lines(ds: str, model_name: str, clf: TorchClassifier, x: torch.Tensor, rid: str) -> None:
@@ -107,12 +91,12 @@ def exit_lines(ds: str, clf: TorchClassifier, train: Dataset, test: Dataset, x: 
     assert isinstance(net, EarlyExitCNN)
     torch.set_num_threads(1)
     nat_exits = torch.bincount(net.exit_index(x), minlength=3).tolist()
-    nat_lat = _latency_us(net, x)
+    nat_lat = latency_us(net, x)
     worst: torch.Tensor | None = None
     worst_cost = -1.0
     for name, attack in _attacks("exits").items():
         r = attack.run(clf, x)
-        lat = _latency_us(net, r.x_sponge)
+        lat = latency_us(net, r.x_sponge)
         if float(r.cost_after.mean()) > worst_cost:
             worst, worst_cost = r.x_sponge, float(r.cost_after.mean())
         emit(
@@ -151,7 +135,7 @@ def exit_lines(ds: str, clf: TorchClassifier, train: Dataset, test: Dataset, x: 
                 "max_exit": cut.max_exit,
                 "worst_macs_before": float(net.macs(net.exit_index(worst)).max()),
                 "worst_macs_after": float(cut.apply(worst).cost.max()),
-                "latency_sponge_after_us": round(_latency_us(capped.model, worst), 1),
+                "latency_sponge_after_us": round(latency_us(capped.model, worst), 1),
                 "false_trigger": round(float(cut.apply(test.x).triggered.float().mean()), 4),
                 "accuracy_before": round(acc, 4),
                 "accuracy_after": round(accuracy(capped, test.x, test.y), 4),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,15 +186,20 @@ def paired_p_value(only_first: int, only_second: int) -> float:
     return 1.0 if n == 0 else float(binomtest(only_first, n, 0.5).pvalue)
 
 
+def median_seconds(fn: Callable[[], object], repeats: int = 7) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call (damps scheduler noise)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def per_query_ms(classifier: Classifier, x: Tensor, repeats: int = 7, batch: int = 64) -> float:
     """Median wall time per input of ``classifier.predict_labels`` on ``x[:batch]`` in ms, after one warm-up call."""
     x = x[:batch]
     if len(x) == 0:
         raise InputError("per_query_ms needs at least one input")
-    classifier.predict_labels(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        classifier.predict_labels(x)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times) / len(x)
+    return 1000.0 * median_seconds(lambda: classifier.predict_labels(x), repeats) / len(x)

@@ -247,7 +247,7 @@ class RedundancyFamily(Family[RedundancySpec, RedundancyResult]):
                 "review_share_of_successes": float(ensemble.review(attacked)[broken].float().mean())
                 if bool(broken.any())
                 else 0.0,
-                "query_ms": max(0.0, per_query_ms(ensemble, x) - sum(per_query_ms(m, x) for m, _ in members[:1])),
+                "query_ms": max(0.0, per_query_ms(ensemble, x) - per_query_ms(members[0][0], x)),
             }
         return RedundancyResult(
             kind=self.key,

@@ -16,6 +16,7 @@ false-trigger rate on natural inputs and the accuracy it costs.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Mapping
@@ -46,7 +47,7 @@ from sparring.attacks.availability.gradient import SpongeGradient
 from sparring.attacks.availability.uniform import UniformBaseline
 from sparring.defenses.inference.cost_cutoff import CostCutoff
 from sparring.errors import ConfigError
-from sparring.metrics import accuracy
+from sparring.metrics import accuracy, median_seconds
 from sparring.models import Classifier, EarlyExitCNN, TorchClassifier, early_exit_cnn
 from sparring.train import fit
 
@@ -183,7 +184,7 @@ def _row(
     )
 
 
-def _latency_us(net: EarlyExitCNN, x: Tensor, repeats: int) -> float:
+def latency_us(net: EarlyExitCNN, x: Tensor, repeats: int = 7) -> float:
     """Mean over inputs of each input's median time through :meth:`EarlyExitCNN.run_one`, one thread, in µs.
 
     The median of repeats damps scheduler noise; the mean over inputs follows the share of
@@ -192,17 +193,8 @@ def _latency_us(net: EarlyExitCNN, x: Tensor, repeats: int) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        per_input = []
         with torch.no_grad():
-            for xi in x:
-                one = xi[None]
-                net.run_one(one)  # warm-up
-                times = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    net.run_one(one)
-                    times.append(time.perf_counter() - start)
-                per_input.append(statistics.median(times))
+            per_input = [median_seconds(functools.partial(net.run_one, xi[None]), repeats) for xi in x]
     finally:
         torch.set_num_threads(threads)
     return 1e6 * statistics.fmean(per_input)
@@ -417,8 +409,8 @@ class SpongeFamily(Family[SpongeSpec, SpongeScenarioResult]):
             assert isinstance(module, EarlyExitCNN)
             result.exits_natural = torch.bincount(module.exit_index(x), minlength=module.n_exits).tolist()
             result.exits_sponge = torch.bincount(module.exit_index(worst_x), minlength=module.n_exits).tolist()
-            result.latency_natural_us = _latency_us(module, x, sp.repeats)
-            result.latency_sponge_us = _latency_us(module, worst_x, sp.repeats)
+            result.latency_natural_us = latency_us(module, x, sp.repeats)
+            result.latency_sponge_us = latency_us(module, worst_x, sp.repeats)
         if sc.defence is not None:
             self._defend(ctx, sp, clf, x, worst_x, result)
         return result
@@ -447,7 +439,7 @@ class SpongeFamily(Family[SpongeSpec, SpongeScenarioResult]):
         if sp.cost == "exits":
             capped = cut.wrap(clf)
             assert isinstance(capped, TorchClassifier) and isinstance(capped.model, EarlyExitCNN)
-            result.latency_capped_us = _latency_us(capped.model, worst_x, sp.repeats)
+            result.latency_capped_us = latency_us(capped.model, worst_x, sp.repeats)
         result.defence_seconds = time.perf_counter() - start
         action = "answers from the deepest exit within budget" if sp.cost == "exits" else "refuses"
         result.cost_note = (

@@ -41,6 +41,20 @@ def _pooled_std(values: Tensor, mask: Tensor, mean: Tensor) -> Tensor:
     return torch.sqrt((((values - mean) ** 2) * m).sum() / dof).clamp_min(MIN_STD)
 
 
+def _gaussian(values: Tensor, mask: Tensor, fixed_variance: bool, who: str, which: str) -> tuple[Tensor, Tensor]:
+    """Per-column mean and standard deviation of ``values[mask]``.
+
+    The deviation is pooled over all columns with ``fixed_variance``, or where a column has
+    fewer than two values; a column with none raises, naming ``who`` and the ``which`` models missing.
+    """
+    mean, var, count = _masked_moments(values, mask)
+    if bool((count == 0).any()):
+        raise ConfigError(f"{who} needs at least one reference model that {which}")
+    pooled = _pooled_std(values, mask, mean)
+    std = pooled.expand_as(mean) if fixed_variance else torch.where(count >= 2, var.sqrt(), pooled)
+    return mean, std.clamp_min(MIN_STD)
+
+
 def _log_normal(x: Tensor, mu: Tensor, std: Tensor) -> Tensor:
     return -0.5 * ((x - mu) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
 
@@ -54,20 +68,10 @@ def lira_scores(target: Tensor, reference: Tensor, keep: Tensor | None, fixed_va
     """
     target, reference = target.to(torch.float64), reference.to(torch.float64)
     out_mask = torch.ones_like(reference, dtype=torch.bool) if keep is None else ~keep
-    mu_out, var_out, n_out = _masked_moments(reference, out_mask)
-    if bool((n_out == 0).any()):
-        raise ConfigError("LiRA needs at least one reference model that did not train on each sample (OUT)")
-    pooled_out = _pooled_std(reference, out_mask, mu_out)
-    std_out = pooled_out.expand_as(mu_out) if fixed_variance else torch.where(n_out >= 2, var_out.sqrt(), pooled_out)
-    std_out = std_out.clamp_min(MIN_STD)
+    mu_out, std_out = _gaussian(reference, out_mask, fixed_variance, "LiRA", "did not train on each sample (OUT)")
     if keep is None:
         return (target - mu_out) / std_out
-    mu_in, var_in, n_in = _masked_moments(reference, keep)
-    if bool((n_in == 0).any()):
-        raise ConfigError("online LiRA needs at least one reference model that trained on each sample (IN)")
-    pooled_in = _pooled_std(reference, keep, mu_in)
-    std_in = pooled_in.expand_as(mu_in) if fixed_variance else torch.where(n_in >= 2, var_in.sqrt(), pooled_in)
-    std_in = std_in.clamp_min(MIN_STD)
+    mu_in, std_in = _gaussian(reference, keep, fixed_variance, "online LiRA", "trained on each sample (IN)")
     return _log_normal(target, mu_in, std_in) - _log_normal(target, mu_out, std_out)
 
 
