@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 
 from sparring.assess.spec import BaseConfig
@@ -44,8 +45,13 @@ def factory_digest(spec: str, search: str | None) -> str:
     return file_digest(source)
 
 
-def input_digests(config: BaseConfig) -> dict[str, str]:
-    """``{what: sha256}`` for every input file the config names, and the factory's source."""
+def input_digests(config: BaseConfig, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{what: sha256}`` for every input file the config names, and the factory's source.
+
+    ``known`` holds digests of input files already read (:func:`~sparring.assess.prepare.provenance`),
+    so a file is hashed once; the factory's digest is always that of the module as imported.
+    """
+    known = {k: v for k, v in (known or {}).items() if k != "factory"}
     files = {
         "data": config.data.path,
         "test_data": config.data.test_path,
@@ -53,7 +59,7 @@ def input_digests(config: BaseConfig) -> dict[str, str]:
         "sklearn": config.model.sklearn,
         "onnx": config.model.onnx,
     }
-    out = {what: file_digest(p) for what, p in files.items() if p is not None and Path(p).is_file()}
+    out = {what: known.get(what) or file_digest(p) for what, p in files.items() if p is not None and Path(p).is_file()}
     if config.model.factory is not None:
         out["factory"] = factory_digest(config.model.factory, config.model.factory_path)
     return out

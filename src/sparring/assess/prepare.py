@@ -21,7 +21,7 @@ from sparring.assess.inputs import factory_source, file_digest, input_digests
 from sparring.assess.spec import BaseConfig
 from sparring.data import Dataset, load_dataset
 from sparring.errors import InputError
-from sparring.integrity import IntegrityError, verify_files
+from sparring.integrity import IntegrityError, verify_digests
 from sparring.models import OnnxClassifier, SklearnClassifier, load_skops, load_torch_model
 from sparring.models.remote import RemoteClassifier
 
@@ -87,11 +87,13 @@ def provenance(config: BaseConfig) -> list[dict[str, Any]]:
         groups[1][1]["factory"] = str(source) if source is not None else None
     for section, files in groups:
         present = {what: Path(p) for what, p in files.items() if p is not None and Path(p).is_file()}
+        digests = {what: file_digest(p) for what, p in present.items()}  # each file is read once
         signed = None
         if section.signature is not None and present:
-            signed = verify_files(present.values(), section.signature, section.public_key)
+            named = {present[what].name: digest for what, digest in digests.items()}
+            signed = verify_digests(named, section.signature, section.public_key)
         for what, p in present.items():
-            row = {"input": what, "path": str(p), "sha256": file_digest(p), "signed": signed is not None}
+            row = {"input": what, "path": str(p), "sha256": digests[what], "signed": signed is not None}
             if signed is not None:
                 row.update(key=signed.key, verification="verified")
             rows.append(row)
@@ -119,7 +121,8 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
         _check_bounds(test, dc.bounds)
     else:
         train, test = data.split(dc.test_fraction, seed=config.seed)
-    ctx = Context(config, data, train, test, log=log, inputs=input_digests(config), provenance=inputs)
+    digests = input_digests(config, {r["input"]: r["sha256"] for r in inputs})
+    ctx = Context(config, data, train, test, log=log, inputs=digests, provenance=inputs)
     m = config.model
     if m.sklearn is not None:
         estimator = load_skops(m.sklearn, m.trusted_types)
