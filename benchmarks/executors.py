@@ -62,8 +62,10 @@ def main() -> None:
         shutil.copytree(warm / ".work" / "artefacts", out / ".work" / "artefacts")
         if name == "ray":
             t0 = time.perf_counter()
-            executor: Executor = RayExecutor(args.workers)
+            ray_executor = RayExecutor(args.workers)
+            ray_executor.start()
             ray_start = time.perf_counter() - t0
+            executor: Executor = ray_executor
         else:
             executor = LocalExecutor() if name == "local" else ProcessExecutor(args.workers)
         runs[name] = _timed(executor, out)

@@ -306,14 +306,22 @@ class RayExecutor(GraphExecutor):
             raise SparringError("--executor ray needs Ray: pip install 'sparring[ray]'") from None
         super().__init__(workers)
         self._ray = ray
-        if not ray.is_initialized():
-            if address is None:
-                ray.init(num_cpus=self.workers * self.threads, include_dashboard=False, log_to_driver=False)
+        self._address = address
+        self._remote: Any = None
+
+    def start(self) -> None:
+        """Start (or attach to) the cluster; done on the first task, so a config refused as bad input starts none."""
+        if self._remote is not None:
+            return
+        if not self._ray.is_initialized():
+            if self._address is None:
+                self._ray.init(num_cpus=self.workers * self.threads, include_dashboard=False, log_to_driver=False)
             else:
-                ray.init(address=address, log_to_driver=False)
-        self._remote = ray.remote(num_cpus=self.threads)(run_task)
+                self._ray.init(address=self._address, log_to_driver=False)
+        self._remote = self._ray.remote(num_cpus=self.threads)(run_task)
 
     def _submit(self, config: dict[str, Any], workdir: str, task: Task) -> Any:
+        self.start()
         return self._remote.remote(config, workdir, task, self.threads)
 
     def _wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:
