@@ -153,6 +153,7 @@ def test_the_audit_chain_detects_an_edited_row(
         conn.execute("UPDATE requests SET status = 500 WHERE id = 2")
     assert main(["audit", "verify", str(db)]) == 1
     assert "chain breaks at request 2" in capsys.readouterr().out
+    assert main(["audit", "verify", str(tmp_path / "missing.sqlite")]) == 2  # bad input, not a failed check
 
 
 # -- sparring attacks a deployment over HTTP --------------------------------------------------------------

@@ -166,6 +166,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     from sparring.serve.audit import audit_report, verify_log
 
+    if not Path(args.db).is_file():
+        raise SparringError(f"no audit log at {args.db}")
     if args.action == "verify":
         ok, verdict = verify_log(args.db)
         print(verdict)
