@@ -11,7 +11,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
-	$(PIP) -e .
+	$(PIP) -e '.[privacy]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
