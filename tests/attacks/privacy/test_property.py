@@ -31,6 +31,7 @@ def test_meta_classifier_tells_a_label_shift_from_half_and_reports_its_cost() ->
     )
     (row,) = r.rows
     assert row.victims == 10 and row.accuracy >= 0.8  # chance is 0.5; a 0.1 share of digits 0-4 shows in the outputs
+    assert row.threshold_test >= 0.7  # the loss test calibrated on the shadows sees it too
     assert r.size == 150 and r.train_seconds > 0 and r.queries > 0
 
 

@@ -14,6 +14,7 @@ over the configured ratios; chance is 50 %.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,6 +81,7 @@ class RatioResult(Row):
     ratio: float
     accuracy: float
     loss_test: float
+    threshold_test: float
     victims: int
 
 
@@ -169,10 +171,7 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
             defence=None,
             params=sc.params(),
             property=str(spec.property),
-            rows=[
-                RatioResult(ratio=x.ratio, accuracy=x.accuracy, loss_test=x.loss_test, victims=x.victims)
-                for x in r.rows
-            ],
+            rows=[RatioResult.model_validate(dataclasses.asdict(x)) for x in r.rows],
             shadows=r.shadows,
             victims=r.victims,
             size=r.size,
@@ -186,7 +185,8 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
         b = result.best()
         text = (
             f"meta-classifier tells share 0.5 from {b.ratio:g} of {result.property!r} in {b.accuracy:.0%} of "
-            f"{b.victims} victim models (loss test {b.loss_test:.0%}; {result.shadows} shadow models per ratio)"
+            f"{b.victims} victim models (loss test {b.loss_test:.0%}, threshold test {b.threshold_test:.0%}; "
+            f"{result.shadows} shadow models per ratio)"
         )
         return rated(RULE, b.accuracy, text, rate_interval(b.accuracy, b.victims))
 
@@ -199,6 +199,7 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
         for row in result.rows:
             out[f"{key}.accuracy_{self._name(row.ratio)}"] = rate_interval(row.accuracy, row.victims)
             out[f"{key}.loss_test_{self._name(row.ratio)}"] = rate_interval(row.loss_test, row.victims)
+            out[f"{key}.threshold_test_{self._name(row.ratio)}"] = rate_interval(row.threshold_test, row.victims)
         return out
 
     def figures(self, key: str, result: PropertyScenarioResult) -> dict[str, float]:
@@ -206,6 +207,7 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
         for row in result.rows:
             out[f"{key}.accuracy_{self._name(row.ratio)}"] = row.accuracy
             out[f"{key}.loss_test_{self._name(row.ratio)}"] = row.loss_test
+            out[f"{key}.threshold_test_{self._name(row.ratio)}"] = row.threshold_test
         return out
 
     def expected_figures(self, sc: Scenario) -> list[str]:
@@ -213,7 +215,7 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
         assert isinstance(spec, PropertySpec)
         names = [f"{sc.key}.accuracy"]
         for r in spec.ratios:
-            names += [f"{sc.key}.accuracy_{self._name(r)}", f"{sc.key}.loss_test_{self._name(r)}"]
+            names += [f"{sc.key}.{m}_{self._name(r)}" for m in ("accuracy", "loss_test", "threshold_test")]
         return names
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
@@ -226,6 +228,7 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
                 f"0.5 vs {row['ratio']:g}",
                 pct(row["accuracy"]),
                 pct(row["loss_test"]),
+                pct(row["threshold_test"]),
                 f"{r['shadows']} / {row['victims']}",
                 f"{r['size']:,}",
                 pct(r["target_share"]),
@@ -240,6 +243,7 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
             "training shares",
             "meta-classifier acc.",
             "loss-test acc.",
+            "threshold-test acc.",
             "shadows per ratio / victims judged",
             "records per model",
             "share in the target's training set",

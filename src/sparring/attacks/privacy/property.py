@@ -14,7 +14,8 @@ and a loss test without shadow models are strong baselines. Here:
 - :class:`MetaClassifier` (``fit(models_a, models_b)`` then ``infer(models)``) is a logistic
   regression over the log-probabilities each model gives a fixed query set;
 - :func:`loss_test` needs no shadow model: a victim trained at ratio α should fit data at
-  ratio α better than data at 0.5 (Suri & Evans' loss test);
+  ratio α better than data at 0.5 (Suri & Evans' loss test); :func:`threshold_test` calibrates
+  that comparison on the shadow models (their threshold test);
 - :func:`evaluate_property` plays the game: shadow models trained on the attacker's half of
   the data, victims on the other half, for 0.5 against each ratio; the accuracy of telling
   them apart is the figure (chance is 50 %).
@@ -135,23 +136,58 @@ class MetaClassifier(Params):
         return torch.as_tensor(p)
 
 
+def _share(hits: Tensor) -> float:
+    return float(hits.double().mean())
+
+
 def loss_test(models: Sequence[Classifier], data_a: Dataset, data_b: Dataset) -> Tensor:
     """True where a model's accuracy on ``data_b`` beats that on ``data_a`` (Suri & Evans' loss test, no shadows)."""
+    return torch.as_tensor(_accuracy_gap(models, data_a, data_b) > 0)
+
+
+def _accuracy_gap(models: Sequence[Classifier], data_a: Dataset, data_b: Dataset) -> np.ndarray:
+    """Per model: accuracy on ``data_b`` minus accuracy on ``data_a``."""
     out = []
     for m in models:
         acc_a = float((m.predict_labels(data_a.x) == data_a.y).double().mean())
         acc_b = float((m.predict_labels(data_b.x) == data_b.y).double().mean())
-        out.append(acc_b > acc_a)
-    return torch.tensor(out)
+        out.append(acc_b - acc_a)
+    return np.asarray(out)
+
+
+def threshold_test(
+    shadows_a: Sequence[Classifier],
+    shadows_b: Sequence[Classifier],
+    models: Sequence[Classifier],
+    data_a: Dataset,
+    data_b: Dataset,
+) -> Tensor:
+    """True where a model's accuracy gap (``data_b`` minus ``data_a``) falls on the ``b`` shadows' side.
+
+    Suri & Evans' threshold test: the loss test calibrated on shadow models, for when one
+    distribution is simply harder to fit than the other. The threshold (and its direction) is
+    the one that best separates the shadow models' gaps.
+    """
+    gap_a, gap_b = _accuracy_gap(shadows_a, data_a, data_b), _accuracy_gap(shadows_b, data_a, data_b)
+    values = np.sort(np.r_[gap_a, gap_b])
+    cuts = np.r_[values[0] - 1.0, (values[:-1] + values[1:]) / 2, values[-1] + 1.0]
+    best, best_cut, best_sign = -1.0, 0.0, 1.0
+    for cut in cuts:
+        for sign in (1.0, -1.0):
+            hits = (np.sum(sign * (gap_b - cut) > 0) + np.sum(sign * (gap_a - cut) <= 0)) / (len(gap_a) + len(gap_b))
+            if hits > best:
+                best, best_cut, best_sign = float(hits), float(cut), sign
+    return torch.as_tensor(best_sign * (_accuracy_gap(models, data_a, data_b) - best_cut) > 0)
 
 
 @dataclass(frozen=True)
 class RatioRow:
-    """Telling ``BASE_RATIO`` from ``ratio``: accuracy of the meta-classifier and of the loss test on the victims."""
+    """Telling ``BASE_RATIO`` from ``ratio``: accuracy of the meta-classifier, the loss and threshold tests."""
 
     ratio: float
     accuracy: float
     loss_test: float
+    threshold_test: float
     victims: int
 
 
@@ -225,8 +261,7 @@ def evaluate_property(
         truth = torch.cat([torch.zeros(len(base_v), dtype=torch.bool), torch.ones(len(other_v), dtype=torch.bool)])
         at_r = attacker.subset(ratio_sample(has_a, r, probe_n, g))
         lt = loss_test([*base_v, *other_v], probe, at_r)
-        rows.append(
-            RatioRow(r, float((guess == truth).double().mean()), float((lt == truth).double().mean()), len(truth))
-        )
+        tt = threshold_test(trained["shadow", BASE_RATIO], trained["shadow", r], [*base_v, *other_v], probe, at_r)
+        rows.append(RatioRow(r, _share(guess == truth), _share(lt == truth), _share(tt == truth), len(truth)))
     used = sum(m.queries for ms in trained.values() for m in ms) - before
     return PropertyResult(rows, shadows, victims, size, train_seconds, time.perf_counter() - start, used)
