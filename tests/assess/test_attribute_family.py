@@ -34,7 +34,8 @@ def test_bad_entries_get_one_line_naming_the_key(entry: dict[str, Any], message:
 
 
 @pytest.mark.parametrize(
-    ("attribute", "message"), [("religious", "no named columns"), (64, "out of range: the records have 64")]
+    ("attribute", "message"),
+    [("religious", "no named columns"), (64, "out of range: the records have 64"), (0, "constant")],
 )
 def test_a_dataset_without_the_column_is_refused_before_anything_runs(attribute: str | int, message: str) -> None:
     cfg = parse_config(config("digits", {"attribute": attribute}))

@@ -41,3 +41,10 @@ def test_a_property_the_data_lack_is_refused_before_anything_runs(prop: str, mes
     with pytest.raises(InputError, match=message) as err:
         prepare(cfg, log=lambda _: None)
     assert "\n" not in str(err.value) and "property entry 1" in str(err.value)
+
+
+def test_ratios_the_data_cannot_supply_are_refused_before_anything_runs() -> None:
+    cfg = parse_config(config({"property": 0}))  # digits' pixel 0 is never above its smallest value
+    with pytest.raises(InputError, match="allow training sets of only") as err:
+        prepare(cfg, log=lambda _: None)
+    assert "\n" not in str(err.value)

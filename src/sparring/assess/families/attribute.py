@@ -25,7 +25,13 @@ from sparring.assess.context import Context
 from sparring.assess.family import TEST_PRIVACY, Family, Rating, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import esc, pct, table
 from sparring.assess.spec import Entry, one_of
-from sparring.attacks.privacy.attribute import ATTACK_MODELS, ATTRIBUTE_ATTACKS, evaluate_attribute
+from sparring.attacks.privacy.attribute import (
+    ATTACK_MODELS,
+    ATTRIBUTE_ATTACKS,
+    attribute_split,
+    evaluate_attribute,
+    sensitive_column,
+)
 from sparring.data import FEATURES, SENSITIVE
 from sparring.errors import InputError
 from sparring.metrics import Interval, paired_difference_interval, rate_interval
@@ -141,7 +147,9 @@ class AttributeFamily(Family[AttributeSpec, AttributeScenarioResult]):
 
     def check(self, ctx: Context, index: int, entry: AttributeSpec) -> None:
         try:
-            column_of(ctx, entry.attribute)
+            index = column_of(ctx, entry.attribute)
+            split = attribute_split(len(ctx.train), len(ctx.test), entry.samples, entry.auxiliary, ctx.seed)
+            sensitive_column(ctx.test.x[split.auxiliary], index, entry.buckets)  # a constant column is refused
         except InputError as e:
             raise InputError(f"attribute entry {index + 1}: {e}") from None
 

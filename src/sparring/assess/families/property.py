@@ -25,7 +25,7 @@ from sparring.assess.families.attribute import column_of
 from sparring.assess.family import TEST_PRIVACY, Family, Rating, Row, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import esc, pct, table
 from sparring.assess.spec import Entry
-from sparring.attacks.privacy.property import BASE_RATIO, Property, evaluate_property
+from sparring.attacks.privacy.property import BASE_RATIO, MIN_SIZE, Property, evaluate_property, max_size
 from sparring.errors import InputError
 from sparring.metrics import Interval, rate_interval
 
@@ -143,7 +143,14 @@ class PropertyFamily(Family[PropertySpec, PropertyScenarioResult]):
 
     def check(self, ctx: Context, index: int, entry: PropertySpec) -> None:
         try:
-            property_of(ctx, entry.property)
+            prop = property_of(ctx, entry.property)
+            shares = [BASE_RATIO, *entry.ratios]
+            size = min(max_size(prop.mask(ctx.test), shares), max_size(prop.mask(ctx.train), shares))
+            if size < MIN_SIZE:
+                raise InputError(
+                    f"property {entry.property!r}: the data allow training sets of only {size} records at shares "
+                    f"{shares} (held-out and training data); choose milder ratios or a more common property"
+                )
         except InputError as e:
             raise InputError(f"property entry {index + 1}: {e}") from None
 

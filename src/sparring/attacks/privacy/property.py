@@ -41,6 +41,8 @@ from sparring.train import TrainConfig
 
 #: The ratio every other ratio is told apart from (Suri & Evans' reference distribution).
 BASE_RATIO = 0.5
+#: The smallest training set a shadow or victim model is given.
+MIN_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ def evaluate_property(
     has_a, has_v = prop.mask(attacker), prop.mask(victim)
     feasible = min(max_size(has_a, all_ratios), max_size(has_v, all_ratios))
     size = min(size or 1000, feasible)
-    if size < 10:
+    if size < MIN_SIZE:
         raise InputError(
             f"property {prop.name or 'given'}: the data allow training sets of only {size} records at ratios "
             f"{all_ratios} ({int(has_a.sum())} of {len(attacker)} attacker records have it)"
