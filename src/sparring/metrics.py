@@ -203,3 +203,24 @@ def per_query_ms(classifier: Classifier, x: Tensor, repeats: int = 7, batch: int
     if len(x) == 0:
         raise InputError("per_query_ms needs at least one input")
     return 1000.0 * median_seconds(lambda: classifier.predict_labels(x), repeats) / len(x)
+
+
+def paired_difference_interval(only_first: int, only_second: int, n: int, confidence: float = 0.95) -> Interval:
+    """Interval of the difference of two accuracies measured on the same ``n`` samples.
+
+    ``only_first`` samples only the first method got right, ``only_second`` only the second;
+    the difference is ``(only_first - only_second) / n``. Agresti & Min's (Biometrics 2005)
+    adjusted Wald interval (half a count added to each cell of the 2x2 table), widened to
+    hold the observed difference.
+    """
+    from scipy.stats import norm
+
+    if n <= 0:
+        raise InputError(f"a paired interval needs samples, got n = {n}")
+    b, c, m = only_first + 0.5, only_second + 0.5, n + 2.0
+    centre = (b - c) / m
+    se = float(np.sqrt(max((b + c) - (b - c) ** 2 / m, 0.0))) / m
+    half = float(norm.ppf(0.5 + confidence / 2.0)) * se
+    diff = (only_first - only_second) / n
+    low, high = min(max(-1.0, centre - half), diff), max(min(1.0, centre + half), diff)
+    return Interval(low, high, n, "agresti-min", confidence)
