@@ -73,7 +73,9 @@ class InversionSpec(Entry):
     ``samples``: members and unseen samples per class in the nearest-neighbour test;
     ``evaluator``: the evaluation classifier's architecture (default: ``mlp``, or
     ``small_cnn`` for an MLP target on images); ``steps``, ``lr``, ``tv``, ``l2``: the
-    descent and its priors; ``bn``: DeepInversion's weight on the BatchNorm statistics.
+    descent and its priors; ``spread``: how noisy the starting images are (see
+    :class:`~sparring.attacks.privacy.inversion.InversionAttack`); ``bn``: DeepInversion's
+    weight on the BatchNorm statistics.
     """
 
     attack: str = "gradient"
@@ -84,6 +86,7 @@ class InversionSpec(Entry):
     lr: float = Field(0.05, gt=0.0)
     tv: float = Field(0.1, ge=0.0)
     l2: float = Field(0.1, ge=0.0)
+    spread: float = Field(0.2, ge=0.0, le=1.0)
     bn: float = Field(0.05, ge=0.0)
     evaluator: str | None = None
 
@@ -106,7 +109,14 @@ class InversionSpec(Entry):
 
     def attack_params(self) -> dict[str, Any]:
         """The attack's constructor arguments."""
-        out: dict[str, Any] = {"n": self.per_class, "steps": self.steps, "lr": self.lr, "tv": self.tv, "l2": self.l2}
+        out: dict[str, Any] = {
+            "n": self.per_class,
+            "steps": self.steps,
+            "lr": self.lr,
+            "tv": self.tv,
+            "l2": self.l2,
+            "spread": self.spread,
+        }
         return {**out, "bn": self.bn} if self.attack == "deep_inversion" else out
 
 

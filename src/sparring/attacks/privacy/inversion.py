@@ -73,7 +73,12 @@ def total_variation(x: Tensor) -> Tensor:
 
 
 class InversionAttack(Params, ABC):
-    """Base of model-inversion attacks: :meth:`invert` returns ``n`` reconstructions per class."""
+    """Base of model-inversion attacks: :meth:`invert` returns ``n`` reconstructions per class.
+
+    Each reconstruction starts from the middle of the input range plus uniform noise ``spread``
+    times the range wide (``spread = 1``: uniform over the bounds; 0: every start the same,
+    ART's MIFace starts from zeros), a different start per image.
+    """
 
     requires: ClassVar[Access] = Access.GRADIENTS
 
@@ -85,6 +90,7 @@ class InversionAttack(Params, ABC):
         tv: float = 0.1,
         l2: float = 0.1,
         seed: int = 0,
+        spread: float = 0.2,
     ) -> None:
         self.n = check_positive_int("n", n)
         self.steps = check_positive_int("steps", steps)
@@ -92,6 +98,9 @@ class InversionAttack(Params, ABC):
         self.tv = check_nonnegative("tv", tv)
         self.l2 = check_nonnegative("l2", l2)
         self.seed = check_seed(seed)
+        if not 0.0 <= spread <= 1.0:
+            raise InputError(f"spread must be in [0, 1], got {spread}")
+        self.spread = float(spread)
 
     def invert(self, classifier: Classifier, target_class: int | Sequence[int]) -> Tensor:
         """``n`` reconstructions of each class in ``target_class``, ``[n * classes, *input_shape]``, class by class."""
@@ -101,7 +110,8 @@ class InversionAttack(Params, ABC):
         labels = torch.tensor(classes).repeat_interleave(self.n)
         g = torch.Generator().manual_seed(self.seed)
         lo, hi = classifier.bounds
-        x = lo + (hi - lo) * torch.rand((len(labels), *classifier.input_shape), generator=g)
+        noise = torch.rand((len(labels), *classifier.input_shape), generator=g) - 0.5
+        x = lo + (hi - lo) * (0.5 + self.spread * noise)
         return self._descend(classifier, x, labels, g)
 
     def _check(self, classifier: Classifier) -> None:
@@ -119,8 +129,8 @@ class InversionAttack(Params, ABC):
 class GradientInversion(InversionAttack):
     """Fredrikson et al.'s gradient model inversion (CCS 2015), ART's MIFace, with image priors.
 
-    Each of the ``n`` reconstructions per class starts from uniform noise in the input bounds
-    and takes ``steps`` Adam steps of size ``lr`` on ``CE(target class) + tv * TV(x) + l2 *
+    Each of the ``n`` reconstructions per class starts from its own noisy image (see
+    :class:`InversionAttack`) and takes ``steps`` Adam steps of size ``lr`` on ``CE(target class) + tv * TV(x) + l2 *
     mean(x^2)``, projected back into the bounds after each step. Images are independent, so
     every class is optimised in one batch.
     """
@@ -169,10 +179,11 @@ class DeepInversion(InversionAttack):
         tv: float = 0.1,
         l2: float = 0.1,
         seed: int = 0,
+        spread: float = 0.2,
         bn: float = 0.05,
         jitter: int = 1,
     ) -> None:
-        super().__init__(n=n, steps=steps, lr=lr, tv=tv, l2=l2, seed=seed)
+        super().__init__(n=n, steps=steps, lr=lr, tv=tv, l2=l2, seed=seed, spread=spread)
         self.bn = check_nonnegative("bn", bn)
         self.jitter = check_nonnegative_int("jitter", jitter)
 
