@@ -4,8 +4,8 @@ The benchmarks' MNIST target (cached small CNN, mnist5k, 8 epochs, seed 0) and a
 small CNN trained the same way on the training set minus the evaluated members (seed 1)
 are inverted for every class, ``--per-class`` images each, from the same starting points
 (mid-grey plus uniform noise 0.2 wide, sparring's default), by sparring's
-:class:`GradientInversion` (Adam, total-variation and L2 priors, projected onto [0, 1]) and by ART's ``MIFace`` (gradient ascent on the class
-output, clipped to [0, 1]; ``max_iter`` = the same number of steps, its default window 100
+:class:`GradientInversion` (Adam, total-variation and L2 priors, projected onto [0, 1])
+and by ART's ``MIFace`` (gradient ascent on the class output, clipped to [0, 1]; ``max_iter`` = the same number of steps, its default window 100
 and threshold 0.99, learning rate 0.1). Both are scored alike: the accuracy of an MLP
 evaluation classifier (trained on every sample except the evaluated ones, seed 2) on the
 inversions, and the nearest-neighbour test (share of inversions nearer one of ``--samples``
