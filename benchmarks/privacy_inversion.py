@@ -1,17 +1,18 @@
 """Model inversion: sparring's gradient inversion (and DeepInversion) against ART's MIFace, judged against a reference.
 
 The benchmarks' MNIST target (cached small CNN, mnist5k, 8 epochs, seed 0) and a reference
-small CNN trained the same way on the training set minus the evaluated members (seed 1)
-are inverted for every class, ``--per-class`` images each, from the same starting points
+small CNN trained the same way on the training set minus the evaluated members (seed 1) are
+inverted for every class, ``--per-class`` images each, from the same starting points
 (mid-grey plus uniform noise 0.2 wide, sparring's default), by sparring's
-:class:`GradientInversion` (Adam, total-variation and L2 priors, projected onto [0, 1])
-and by ART's ``MIFace`` (gradient ascent on the class output, clipped to [0, 1]; ``max_iter`` = the same number of steps, its default window 100
-and threshold 0.99, learning rate 0.1). Both are scored alike: the accuracy of an MLP
-evaluation classifier (trained on every sample except the evaluated ones, seed 2) on the
-inversions, and the nearest-neighbour test (share of inversions nearer one of ``--samples``
-same-class members than one of as many same-class unseen test images; 0.5 is chance). The
-gap target minus reference is the leak. ``--deep`` adds DeepInversion on a BatchNorm target
-(``small_cnn_bn``, trained the same way) with its own reference (no peer: ART has none).
+:class:`GradientInversion` (Adam, total-variation and L2 priors, projected onto [0, 1]) and
+by ART's ``MIFace`` (gradient ascent on the class output, clipped to [0, 1]; ``max_iter`` =
+the same number of steps, its default window 100 and threshold 0.99, learning rate 0.1).
+Both are scored alike: the accuracy of an MLP evaluation classifier (trained on every sample
+except the evaluated ones, seed 2) on the inversions, and the nearest-neighbour test (share
+of inversions nearer one of ``--samples`` same-class members than one of as many same-class
+unseen test images; 0.5 is chance). The gap target minus reference is the leak. ``--deep``
+adds DeepInversion on a BatchNorm target (``small_cnn_bn``, trained the same way) with its
+own reference (no peer: ART has none).
 Timings are noisy on a shared machine.
 
 Usage: ``python benchmarks/privacy_inversion.py [--per-class 5] [--steps 200] [--deep]``.
