@@ -206,10 +206,10 @@ def evaluator_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
 
 
 def _rows(images: torch.Tensor, per_class: int) -> list[Any]:
-    """The first inversion of each class, rounded, as nested lists ([] unless images ``[N, C, H, W]``)."""
+    """The first inversion of each class, rounded to 2 decimals, as nested lists ([] unless images ``[N, C, H, W]``)."""
     if images.dim() != 4:
         return []
-    return [[[[round(float(v), 3) for v in row] for row in ch] for ch in img] for img in images[::per_class]]
+    return [[[[round(float(v), 2) for v in row] for row in ch] for ch in img] for img in images[::per_class]]
 
 
 def _html(results: Mapping[str, dict[str, Any]]) -> str:
