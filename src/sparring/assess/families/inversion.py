@@ -37,7 +37,7 @@ from sparring.assess.family import (
     not_measurable,
     rated,
 )
-from sparring.assess.htmlkit import esc, image_grid, muted, pct, table
+from sparring.assess.htmlkit import esc, muted, pct, png, table
 from sparring.assess.spec import Entry, one_of
 from sparring.attacks.privacy.inversion import (
     INVERSION_ATTACKS,
@@ -212,6 +212,30 @@ def _rows(images: torch.Tensor, per_class: int) -> list[Any]:
     return [[[[round(float(v), 2) for v in row] for row in ch] for ch in img] for img in images[::per_class]]
 
 
+def _mosaic(key: str, r: Mapping[str, Any]) -> str:
+    """One picture: the model's inversion of each class, its nearest member, and the reference's inversion."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [np.asarray(r[k], dtype=np.float32) for k in ("target_images", "nearest_members", "reference_images")]
+    n, c, h, w = rows[0].shape
+    pad = max(1, h // 8)
+    canvas = np.ones((3 * (h + pad) - pad, n * (w + pad) - pad, c), dtype=np.float32)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            canvas[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = np.transpose(img, (1, 2, 0))
+    fig, ax = plt.subplots(figsize=(min(12.0, 1.1 * n + 1.5), 3.6))
+    ax.imshow(canvas[:, :, 0] if c == 1 else canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([j * (w + pad) + w / 2 - 0.5 for j in range(n)], [f"class {k}" for k in r["classes"]], fontsize=7)
+    names = ["model's inversion", "nearest member", "reference's inversion"]
+    ax.set_yticks([i * (h + pad) + h / 2 - 0.5 for i in range(3)], names, fontsize=7)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(f"{key} ({r['attack']}): inversions beside their nearest training members", fontsize=9)
+    return png(fig)
+
+
 def _html(results: Mapping[str, dict[str, Any]]) -> str:
     out = []
     rows = []
@@ -244,15 +268,8 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
     ]
     out.append(table(header, rows))
     for key, r in results.items():
-        if not r.get("target_images"):
-            continue  # not images
-        labels = [str(c) for c in r["classes"]]
-        name = r["defence"] or "no defence"
-        out.append(image_grid(r["target_images"], labels, f"{key}: inversions of the model ({name})", "class "))
-        out.append(image_grid(r["nearest_members"], labels, "their nearest training members", "class "))
-        out.append(
-            image_grid(r["reference_images"], labels, "inversions of the reference (never saw the members)", "class ")
-        )
+        if r.get("target_images"):
+            out.append(_mosaic(key, r))
     for key, r in results.items():
         if r.get("fallback_reason"):
             out.append(f"<p class='muted'>{esc(key)}: {esc(r['fallback_reason'])}</p>")
