@@ -1,0 +1,440 @@
+"""Model inversion, judged against a reference model that never saw the evaluated members.
+
+A white-box attacker reconstructs each class from the model: gradient inversion
+(Fredrikson et al., CCS 2015; ART's MIFace) or DeepInversion (Yin et al., CVPR 2020), which
+also matches the running statistics of BatchNorm layers (the zoo's ``small_cnn_bn``). A
+reconstruction that looks like its class is not a leak by itself: any model of the
+distribution yields a class prototype. So a *reference* model is trained like the target on
+the training set minus the evaluated members (disjoint from every evaluated sample), and both
+models' inversions get the same two tests: an independently trained evaluation classifier's
+accuracy on them (another architecture, trained on every sample except the evaluated ones),
+and the nearest-neighbour test (is an inversion nearer a same-class member of the target's
+training set than a same-class sample neither model saw; equally many of each, so 50 % is
+chance). The matrix rates the nearest-neighbour gap, target minus reference, with Newcombe's
+interval. A model without BatchNorm (e.g. one trained with DP-SGD, whose BatchNorm Opacus
+replaces by GroupNorm) leaves DeepInversion nothing to match: the entry is refused with one
+line before anything runs. The family takes no defence yet (DP-SGD retraining costs too much
+for its smoke run; see the membership family for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from pydantic import Field, field_validator
+
+from sparring.assess.context import Artefact, Context, model_artefact
+from sparring.assess.family import (
+    TEST_PRIVACY,
+    Family,
+    Rating,
+    Rule,
+    Scenario,
+    ScenarioResult,
+    not_measurable,
+    rated,
+)
+from sparring.assess.htmlkit import esc, muted, pct, png, table
+from sparring.assess.spec import Entry, one_of
+from sparring.attacks.privacy.inversion import (
+    INVERSION_ATTACKS,
+    InversionSplit,
+    batch_norms,
+    evaluate_inversion,
+    gap_interval,
+    inversion_split,
+)
+from sparring.attacks.privacy.reference import reinitialise
+from sparring.data import Dataset
+from sparring.errors import ConfigError, InputError
+from sparring.metrics import Interval, accuracy, rate_interval
+from sparring.models import Access, build
+from sparring.models.zoo import ARCHITECTURES
+from sparring.train import fit
+
+RULE = Rule(
+    "nearest-neighbour gap of model inversions",
+    medium=0.1,
+    high=0.25,
+    note="share of inversions nearer a training member than an unseen sample, target minus a reference "
+    "trained without the members; a class prototype scores 0",
+)
+
+#: Inversions below which the gap is not rated (its interval spans every level).
+RESOLVES = 10
+
+
+class InversionSpec(Entry):
+    """Model inversion of every class (or ``classes``), ``per_class`` reconstructions each.
+
+    ``samples``: members and unseen samples per class in the nearest-neighbour test;
+    ``evaluator``: the evaluation classifier's architecture (default: ``mlp``, or
+    ``small_cnn`` for an MLP target on images); ``steps``, ``lr``, ``tv``, ``l2``: the
+    descent and its priors; ``spread``: how noisy the starting images are (see
+    :class:`~sparring.attacks.privacy.inversion.InversionAttack`); ``bn``: DeepInversion's
+    weight on the BatchNorm statistics.
+    """
+
+    attack: str = "gradient"
+    per_class: int = Field(2, ge=1, le=64)
+    classes: list[int] | None = None
+    samples: int = Field(20, ge=1)
+    steps: int = Field(200, ge=1)
+    lr: float = Field(0.05, gt=0.0)
+    tv: float = Field(0.1, ge=0.0)
+    l2: float = Field(0.1, ge=0.0)
+    spread: float = Field(0.2, ge=0.0, le=1.0)
+    bn: float = Field(0.05, ge=0.0)
+    evaluator: str | None = None
+
+    @field_validator("attack")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return one_of(v, list(INVERSION_ATTACKS), "inversion attack")
+
+    @field_validator("evaluator")
+    @classmethod
+    def _known_evaluator(cls, v: str | None) -> str | None:
+        return None if v is None else one_of(v, list(ARCHITECTURES), "evaluator architecture")
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(c < 0 for c in v)):
+            raise ValueError(f"classes must be a non-empty list of class indices, got {v}")
+        return None if v is None else sorted(set(v))
+
+    def attack_params(self) -> dict[str, Any]:
+        """The attack's constructor arguments."""
+        out: dict[str, Any] = {
+            "n": self.per_class,
+            "steps": self.steps,
+            "lr": self.lr,
+            "tv": self.tv,
+            "l2": self.l2,
+            "spread": self.spread,
+        }
+        return {**out, "bn": self.bn} if self.attack == "deep_inversion" else out
+
+
+class InversionScenarioResult(ScenarioResult):
+    """Both models' inversion scores, their gaps and a few inversions beside their nearest members."""
+
+    requested: str
+    fallback_reason: str | None = None
+    clean_accuracy: float
+    reference_accuracy: float
+    evaluator: str
+    evaluator_accuracy: float
+    n: int
+    per_class: int
+    samples: int
+    target_eval_accuracy: float
+    reference_eval_accuracy: float
+    eval_gap: float
+    target_nn: float
+    reference_nn: float
+    nn_gap: float
+    target_confidence: float
+    reference_confidence: float
+    seconds: float
+    reference_seconds: float
+    queries: int
+    #: One inversion per class of the target and of the reference, and the target's nearest members (values in bounds).
+    classes: list[int]
+    target_images: list[Any]
+    reference_images: list[Any]
+    nearest_members: list[Any]
+
+
+def _split(ctx: Context, e: InversionSpec) -> InversionSplit:
+    return inversion_split(ctx.train.y, ctx.test.y, ctx.data.num_classes, e.samples, ctx.seed)
+
+
+def _evaluator_arch(ctx: Context, e: InversionSpec) -> str:
+    if e.evaluator is not None:
+        return e.evaluator
+    return "small_cnn" if ctx.model_name == "mlp" and len(ctx.data.input_shape) == 3 else "mlp"
+
+
+def _without(ctx: Context, split: InversionSplit) -> tuple[Dataset, Dataset]:
+    """The training set minus the members, and every sample except the evaluated ones."""
+    keep = torch.ones(len(ctx.train), dtype=torch.bool)
+    keep[split.members] = False
+    held = torch.ones(len(ctx.test), dtype=torch.bool)
+    held[split.non_members] = False
+    rest = Dataset(
+        torch.cat([ctx.train.x[keep], ctx.test.x[held]]),
+        torch.cat([ctx.train.y[keep], ctx.test.y[held]]),
+        list(ctx.data.classes),
+        "evaluator data",
+    )
+    return ctx.train.subset(keep, "reference data"), rest
+
+
+def reference_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
+    """The target's architecture trained like it on the training set minus the evaluated members."""
+
+    def train() -> tuple[torch.nn.Module, float]:
+        data, _ = _without(ctx, _split(ctx, e))
+        cfg = ctx.train_config()
+        cfg = dataclasses.replace(cfg, seed=cfg.seed + 1, progress=False)
+        r = fit(reinitialise(ctx.build_model(), ctx.seed + 1), data, cfg, desc="inversion reference")
+        return r.model, r.seconds
+
+    return model_artefact(f"inversion-reference-s{e.samples}", {"samples": e.samples}, train, ctx.build_model)
+
+
+def evaluator_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
+    """The evaluation classifier: another architecture, trained on every sample except the evaluated ones."""
+    arch = _evaluator_arch(ctx, e)
+
+    def make() -> torch.nn.Module:
+        return build(arch, ctx.data.input_shape, ctx.data.num_classes, seed=ctx.seed + 2)
+
+    def train() -> tuple[torch.nn.Module, float]:
+        _, data = _without(ctx, _split(ctx, e))
+        cfg = dataclasses.replace(ctx.train_config(), seed=ctx.seed + 2, progress=False)
+        r = fit(make(), data, cfg, desc="inversion evaluator")
+        return r.model, r.seconds
+
+    key = {"samples": e.samples, "architecture": arch}
+    return model_artefact(f"inversion-evaluator-{arch}-s{e.samples}", key, train, make)
+
+
+def _rows(images: torch.Tensor, per_class: int) -> list[Any]:
+    """The first inversion of each class, rounded to 2 decimals, as nested lists ([] unless images ``[N, C, H, W]``)."""
+    if images.dim() != 4:
+        return []
+    return [[[[round(float(v), 2) for v in row] for row in ch] for ch in img] for img in images[::per_class]]
+
+
+def _mosaic(key: str, r: Mapping[str, Any]) -> str:
+    """One picture: the model's inversion of each class, its nearest member, and the reference's inversion."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [np.asarray(r[k], dtype=np.float32) for k in ("target_images", "nearest_members", "reference_images")]
+    n, c, h, w = rows[0].shape
+    pad = max(1, h // 8)
+    canvas = np.ones((3 * (h + pad) - pad, n * (w + pad) - pad, c), dtype=np.float32)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            canvas[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = np.transpose(img, (1, 2, 0))
+    fig, ax = plt.subplots(figsize=(min(12.0, 1.1 * n + 1.5), 3.6))
+    ax.imshow(canvas[:, :, 0] if c == 1 else canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([j * (w + pad) + w / 2 - 0.5 for j in range(n)], [f"class {k}" for k in r["classes"]], fontsize=7)
+    names = ["model's inversion", "nearest member", "reference's inversion"]
+    ax.set_yticks([i * (h + pad) + h / 2 - 0.5 for i in range(3)], names, fontsize=7)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(f"{key} ({r['attack']}): inversions beside their nearest training members", fontsize=9)
+    return png(fig)
+
+
+def _html(results: Mapping[str, dict[str, Any]]) -> str:
+    out = []
+    rows = []
+    for key, r in results.items():
+        rows.append(
+            [
+                esc(key),
+                esc(r["defence"] or "no defence"),
+                esc(r["attack"]),
+                f"{r['n']}",
+                pct(r["target_eval_accuracy"]),
+                pct(r["reference_eval_accuracy"]),
+                pct(r["target_nn"]),
+                pct(r["reference_nn"]),
+                f"{100 * r['nn_gap']:+.1f} pts",
+                pct(r["clean_accuracy"]),
+            ]
+        )
+    header = [
+        "scenario",
+        "defence",
+        "attack run",
+        "inversions",
+        "eval. acc. (target)",
+        "eval. acc. (reference)",
+        "nearer a member (target)",
+        "nearer a member (reference)",
+        "gap (the leak)",
+        "model acc.",
+    ]
+    out.append(table(header, rows))
+    for key, r in results.items():
+        if r.get("target_images"):
+            out.append(_mosaic(key, r))
+    for key, r in results.items():
+        if r.get("fallback_reason"):
+            out.append(f"<p class='muted'>{esc(key)}: {esc(r['fallback_reason'])}</p>")
+    first = next(iter(results.values()))
+    out.append(
+        muted(
+            f"Each model is inverted for every class; an evaluation classifier ({first['evaluator']}, accuracy "
+            f"{pct(first['evaluator_accuracy'])} on the evaluated samples, which it never saw) labels the inversions. "
+            f"The nearest-neighbour test compares, per inversion, its nearest of {first['samples']} members of its "
+            f"class with its nearest of {first['samples']} unseen samples of its class (50 % is chance). The "
+            "reference trains like the model on the training set minus those members, so its inversions show "
+            "what a class prototype scores; the gap, model minus reference, is the leak (Fredrikson et al., CCS "
+            "2015; Yin et al., CVPR 2020)."
+        )
+    )
+    return "".join(out)
+
+
+class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
+    """``[[inversion]]``: reconstruct classes from the model and measure what the reconstructions leak."""
+
+    key = "inversion"
+    title = "inversion"
+    section = "Model inversion (test-time privacy)"
+    order = 74
+    spec = InversionSpec
+    result = InversionScenarioResult
+    threats = {TEST_PRIVACY: "model inversion"}
+    rules = {TEST_PRIVACY: RULE}
+    attacks = tuple(INVERSION_ATTACKS)
+    smoke = {
+        "inversion": [{"per_class": 1, "steps": 20, "samples": 5}],
+    }
+
+    def label(self, entry: InversionSpec) -> str:
+        return entry.attack
+
+    def check_config(self, config: Any, entries: Any) -> None:
+        for e in entries:
+            if not (config.model.trains_here or config.model.factory):
+                raise ValueError(
+                    f"inversion attack {e.attack!r} trains a reference model like the target: give [model] "
+                    "'architecture' or 'factory' (a skops or ONNX model cannot be retrained)"
+                )
+
+    def check(self, ctx: Context, index: int, entry: InversionSpec) -> None:
+        where = f"inversion[{index}]"
+        if ctx.loaded is not None and Access.GRADIENTS not in ctx.loaded.access:
+            raise ConfigError(f"{where}: model inversion needs gradients, and the loaded model gives none")
+        if entry.classes is not None and max(entry.classes) >= ctx.data.num_classes:
+            raise ConfigError(f"{where}.classes: class indices must be below {ctx.data.num_classes}")
+        if entry.attack == "deep_inversion" and not batch_norms(ctx.build_model()):
+            raise ConfigError(
+                f"{where}.attack: deep_inversion is not applicable, the model ({ctx.model_name}) has no BatchNorm "
+                "layer; use [model] architecture 'small_cnn_bn' or attack 'gradient'"
+            )
+        try:
+            _split(ctx, entry)
+        except InputError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+    def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
+        e = sc.spec
+        assert isinstance(e, InversionSpec)
+        return [reference_artefact(ctx, e), evaluator_artefact(ctx, e)]
+
+    def run(self, ctx: Context, sc: Scenario) -> InversionScenarioResult:
+        e = sc.spec
+        assert isinstance(e, InversionSpec)
+        clf: Any
+        clf, _ = ctx.target()
+        reference, ref_seconds = ctx.artefact(reference_artefact(ctx, e))
+        evaluator, _ = ctx.artefact(evaluator_artefact(ctx, e))
+        split = _split(ctx, e)
+        members = ctx.train.subset(split.members, "members")
+        unseen = ctx.test.subset(split.non_members, "unseen")
+        attack_name, why = e.attack, None
+        params = e.attack_params()
+        if e.attack == "deep_inversion" and not batch_norms(getattr(clf, "model", torch.nn.Identity())):
+            attack_name, why = "gradient", (
+                "DeepInversion is not applicable to this model (no BatchNorm running statistics to match); "
+                "gradient inversion ran instead"
+            )
+            params.pop("bn")
+        attack = INVERSION_ATTACKS[attack_name](seed=ctx.seed, **params)
+        q0 = clf.queries
+        r = evaluate_inversion(attack, clf, reference, evaluator, members, unseen, e.classes, attack_name)
+        queries = clf.queries - q0
+        nearest = members.x[r.target.nn.nearest_member]
+        return InversionScenarioResult(
+            kind=self.key,
+            attack=attack_name,
+            requested=e.attack,
+            fallback_reason=why,
+            defence=sc.defence,
+            defence_type=self.defence_kind(sc.defence) if sc.defence else None,
+            params=sc.params(),
+            clean_accuracy=accuracy(clf, ctx.test.x, ctx.test.y),
+            reference_accuracy=accuracy(reference, ctx.test.x, ctx.test.y),
+            evaluator=_evaluator_arch(ctx, e),
+            evaluator_accuracy=accuracy(evaluator, torch.cat([members.x, unseen.x]), torch.cat([members.y, unseen.y])),
+            n=r.n,
+            per_class=e.per_class,
+            samples=split.per_class,
+            target_eval_accuracy=r.target.eval_accuracy,
+            reference_eval_accuracy=r.reference.eval_accuracy,
+            eval_gap=r.eval_gap,
+            target_nn=r.target.nn.closer_to_member,
+            reference_nn=r.reference.nn.closer_to_member,
+            nn_gap=r.nn_gap,
+            target_confidence=r.target.confidence,
+            reference_confidence=r.reference.confidence,
+            seconds=r.target.seconds,
+            reference_seconds=float(ref_seconds),
+            queries=queries,
+            classes=sorted(set(r.target.labels.tolist())),
+            target_images=_rows(r.target.images, e.per_class),
+            reference_images=_rows(r.reference.images, e.per_class),
+            nearest_members=_rows(nearest, e.per_class),
+        )
+
+    def rate(self, result: InversionScenarioResult) -> Rating:
+        g = result.nn_gap
+        text = (
+            f"{result.attack} inversion: {result.target_nn:.0%} of {result.n} inversions nearer a training member "
+            f"than an unseen sample vs {result.reference_nn:.0%} for a reference that never saw them (gap "
+            f"{100 * g:+.0f} pts); evaluation accuracy {result.target_eval_accuracy:.0%} vs "
+            f"{result.reference_eval_accuracy:.0%}"
+        )
+        if result.n < RESOLVES:
+            return not_measurable(g, f"{text}; not measurable with {result.n} inversions (needs {RESOLVES})")
+        return rated(RULE, g, text, self._gap_interval(result))
+
+    @staticmethod
+    def _gap_interval(result: InversionScenarioResult) -> Interval:
+        return gap_interval(result.target_nn, result.n, result.reference_nn, result.n)
+
+    def intervals(self, key: str, result: InversionScenarioResult) -> dict[str, Interval]:
+        if result.n < RESOLVES:
+            return {}
+        return {
+            f"{key}.nn_gap": self._gap_interval(result),
+            f"{key}.target_nn": rate_interval(result.target_nn, result.n),
+            f"{key}.target_eval_accuracy": rate_interval(result.target_eval_accuracy, result.n),
+            f"{key}.eval_gap": gap_interval(
+                result.target_eval_accuracy, result.n, result.reference_eval_accuracy, result.n
+            ),
+        }
+
+    def figures(self, key: str, result: InversionScenarioResult) -> dict[str, float]:
+        return {
+            f"{key}.nn_gap": result.nn_gap,
+            f"{key}.eval_gap": result.eval_gap,
+            f"{key}.target_nn": result.target_nn,
+            f"{key}.reference_nn": result.reference_nn,
+            f"{key}.target_eval_accuracy": result.target_eval_accuracy,
+            f"{key}.reference_eval_accuracy": result.reference_eval_accuracy,
+        }
+
+    def expected_figures(self, sc: Scenario) -> list[str]:
+        names = ("nn_gap", "eval_gap", "target_nn", "reference_nn", "target_eval_accuracy", "reference_eval_accuracy")
+        return [f"{sc.key}.{n}" for n in names]
+
+    def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
+        return _html(results) if results else ""
+
+
+FAMILY = InversionFamily()
