@@ -305,3 +305,39 @@ def test_the_audit_report_flags_probing_alarms_and_keys_near_their_quota(
     ids = {e.name: e.key_id for e in keys.entries.values()}
     assert f"{ids['prober']}: 100% of requests were invalid" in out
     assert f"{ids['honest']}: 9 of 10 queries used" in out
+
+
+class _AlarmAfter:
+    """A monitor that raises its alarm from a client's ``n``-th query on (the action is what is tested)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def observe(self, client: str, x: torch.Tensor, labels: torch.Tensor) -> str | None:
+        self.seen += len(x)
+        return "test monitor: alarm" if self.seen >= self.n else None
+
+
+def test_an_alarm_can_throttle_the_key_and_the_throttle_survives_a_restart(
+    tmp_path: Path, digits_mlp: TorchClassifier, digits_split: tuple[Dataset, Dataset]
+) -> None:
+    keys = KeyStore(tmp_path / "keys.json")
+    key, other = keys.add("eve", per_minute=100), keys.add("frank", per_minute=100)
+    settings_ = ServeSettings(on_alarm="throttle", throttle=0.1)
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    client = TestClient(create_app(digits_mlp, settings_, keys, audit, [_AlarmAfter(3)]))
+    x = digits_split[1].x[:1]
+    url = "/v2/models/model/infer"
+    statuses = [client.post(url, json=_body(x), headers=_auth(key)).status_code for _ in range(12)]
+    # the 3rd query raises the alarm and is answered; the key then gets 10 % of its 100 a minute: 10 in all
+    assert statuses == [200] * 10 + [429] * 2
+    slowed = client.post(url, json=_body(x), headers=_auth(key))
+    assert slowed.headers["Retry-After"] == "60" and "throttled" in slowed.json()["error"]
+    audit.close()
+    audit = AuditLog(tmp_path / "audit.sqlite")  # a restart: fresh monitors, the same audit log
+    client = TestClient(create_app(digits_mlp, settings_, keys, audit, [_AlarmAfter(10**6)]))
+    assert client.post(url, json=_body(x), headers=_auth(key)).status_code == 429
+    assert all(client.post(url, json=_body(x), headers=_auth(other)).status_code == 200 for _ in range(15))
+    audit.close()
+    with pytest.raises(Exception, match="throttle"):
+        ServeSettings(on_alarm="throttle", throttle=1.5)

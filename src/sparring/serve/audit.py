@@ -72,6 +72,14 @@ class AuditLog:
             ).fetchone()
         return int(row[0])
 
+    def alarmed(self, key_id: str) -> bool:
+        """Whether a monitor has raised an alarm on ``key_id``'s answered queries (an answered row with a detail)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM requests WHERE key_id = ? AND status = 200 AND detail != '' LIMIT 1", (key_id,)
+            ).fetchone()
+        return row is not None
+
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
