@@ -63,6 +63,7 @@ RULE = Rule(
     note="the best of Jacobian augmentation and Knockoff with natural queries, behind the deployment's monitors",
 )
 MONITORS = ("prada", "stateful")
+EXTRACTION = ("jacobian", "knockoff")
 EVASION = ("hopskipjump", "square")
 _STOPPED = (AccessError, InputError, QueryBudgetExceeded)
 
@@ -85,15 +86,21 @@ class DeploymentSpec(Entry):
     seeds: int = Field(100, ge=1)
     surrogate: str = "mlp"
     epochs: int = Field(30, ge=1)
+    extraction: list[str] = Field(default_factory=lambda: list(EXTRACTION), min_length=1)
     evasion: list[str] = Field(default_factory=lambda: list(EVASION))
-    eps: float = Field(0.1, gt=0)
+    eps: float = Field(0.2, gt=0)
     samples: int = Field(5, ge=1)
     max_queries: int = Field(500, ge=10)
     clients: int = Field(4, ge=1)
     benign: int = Field(200, ge=10)
     below: float = Field(0.9, gt=0.0, le=1.0)
 
-    _listify = field_validator("monitors", "budgets", "evasion", mode="before")(listify)
+    _listify = field_validator("monitors", "budgets", "extraction", "evasion", mode="before")(listify)
+
+    @field_validator("extraction")
+    @classmethod
+    def _known_extraction(cls, v: list[str]) -> list[str]:
+        return [one_of(a, EXTRACTION, "extraction attack") for a in v]
 
     @field_validator("monitors")
     @classmethod
@@ -479,7 +486,7 @@ class DeploymentFamily(Family[DeploymentSpec, DeploymentResult]):
     result = DeploymentResult
     threats = {TEST_PRIVACY: "model stealing"}
     rules = {TEST_PRIVACY: RULE}
-    attacks = ("jacobian", "knockoff", *EVASION)
+    attacks = (*EXTRACTION, *EVASION)
     smoke = {
         "deployment": [
             {
@@ -509,7 +516,7 @@ class DeploymentFamily(Family[DeploymentSpec, DeploymentResult]):
             target = HARDENING.build(e.hardening).wrap(target)
         attacks: list[ThroughGateway] = []
         with _gateways(ctx, e, target) as (watch, enforce):
-            for name in ("jacobian", "knockoff"):
+            for name in e.extraction:
                 attacks.append(_extraction(name, ctx, e, target, watch, enforce))
             for name in e.evasion:
                 attacks.append(_evasion(name, ctx, e, target, watch, enforce))
