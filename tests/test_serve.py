@@ -341,3 +341,17 @@ def test_an_alarm_can_throttle_the_key_and_the_throttle_survives_a_restart(
     audit.close()
     with pytest.raises(Exception, match="throttle"):
         ServeSettings(on_alarm="throttle", throttle=1.5)
+
+
+def test_keys_added_or_revoked_by_the_cli_take_effect_on_a_running_gateway(
+    tmp_path: Path, digits_mlp: TorchClassifier, digits_split: tuple[Dataset, Dataset]
+) -> None:
+    client, keys, audit, _ = _gateway(tmp_path, digits_mlp)
+    url, body = "/v2/models/model/infer", _body(digits_split[1].x[:1])
+    old = keys.add("grace")
+    time.sleep(0.01)  # a distinct modification time on coarse file systems
+    assert main(["keys", "revoke", "grace", "--keys", str(tmp_path / "keys.json")]) == 0  # another process's store
+    assert client.post(url, json=body, headers=_auth(old)).status_code == 401
+    new = KeyStore(tmp_path / "keys.json").add("heidi")
+    assert client.post(url, json=body, headers=_auth(new)).status_code == 200
+    audit.close()

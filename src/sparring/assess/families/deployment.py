@@ -490,15 +490,16 @@ class DeploymentFamily(Family[DeploymentSpec, DeploymentResult]):
     smoke = {
         "deployment": [
             {
-                "budget": 60,
-                "budgets": [30, 60],
+                "extraction": ["jacobian"],
+                "budget": 40,
+                "budgets": [40],
                 "seeds": 10,
                 "epochs": 2,
-                "quota": 50,
+                "quota": 30,
                 "evasion": ["hopskipjump"],
                 "samples": 1,
-                "max_queries": 40,
-                "clients": 2,
+                "max_queries": 30,
+                "clients": 1,
                 "benign": 20,
             }
         ]
