@@ -456,11 +456,14 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
             read = "none of the budgets tried"
         else:
             read = f"{r['safe_budget']:,} queries"
-        quota = pct(r.get("fidelity_at_quota")) if r.get("fidelity_at_quota") is not None else "—"
+        if r.get("fidelity_at_quota") is not None:
+            quota = f"lets the best copy reach {pct(r['fidelity_at_quota'])} fidelity on its own"
+        else:
+            quota = f"is beyond the budget of {r['budget']:,}: the best copy reached {pct(r['fidelity_unguarded'])}"
         out.append(
             muted(
                 f"Query-limit read-off: a copy stays below {pct(r['below'])} fidelity up to {read}; the configured "
-                f"quota of {r['quota']:,} lets the best copy reach {quota} fidelity on its own."
+                f"quota of {r['quota']:,} queries {quota}."
             )
         )
     out.append(
@@ -539,7 +542,8 @@ class DeploymentFamily(Family[DeploymentSpec, DeploymentResult]):
             for r in runs
         ]
         safe, beyond = read_off(aligned, e.below) if common else (None, False)
-        at_quota = [a.fidelity_full for a in stolen if a.stopped_by and "quota" in a.stopped_by]
+        # the watching gateway stops an attacker only at its quota: the copy there is what the quota alone allows
+        at_quota = [a.fidelity_full for a in stolen if a.queries >= e.quota] if e.quota <= e.budget else []
         return DeploymentResult(
             kind=self.key,
             attack="gateway",
