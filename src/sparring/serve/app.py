@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sparring.assess.spec import BaseConfig, Strict, parses
 from sparring.models import Access, Classifier
 from sparring.serve.audit import AuditLog
-from sparring.serve.keys import KeyStore
+from sparring.serve.keys import KeyEntry, KeyStore
 
 
 class ServeSettings(Strict):
@@ -39,7 +39,12 @@ class ServeSettings(Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     #: Query monitors (``stateful``: Chen et al. 2020; ``prada``: Juuti et al. 2019) and what an alarm does.
     monitors: list[Literal["stateful", "prada"]] = Field(default_factory=list)
-    on_alarm: Literal["log", "block"] = "log"
+    #: ``log`` records the alarm; ``throttle`` slows the key from then on; ``block`` revokes it.
+    on_alarm: Literal["log", "throttle", "block"] = "log"
+    #: A throttled key keeps this fraction of its per-minute limit (at least 1 query a minute) ...
+    throttle: float = Field(0.1, gt=0.0, lt=1.0)
+    #: ... or, when it has no per-minute limit, this many queries a minute.
+    throttle_per_minute: int = Field(10, ge=1)
 
     @field_validator("hardening")
     @classmethod
@@ -96,12 +101,28 @@ def create_app(
     """The FastAPI app serving ``target`` (already behind its output hardening) as ``settings.name``.
 
     Each accepted request is shown to every monitor; with ``on_alarm = "block"`` an alarm
-    revokes the key (the answer is withheld, 403) and the key stays blocked.
+    revokes the key (the answer is withheld, 403) and the key stays blocked; with
+    ``"throttle"`` the answer is sent and the key's per-minute limit is cut to
+    ``settings.throttle`` of itself (``throttle_per_minute`` for a key without one), beyond
+    which it gets 429 with ``Retry-After``. A throttled key is one with an alarm in the audit
+    log, so the throttle survives a restart.
     """
     app = FastAPI(title=f"sparring gateway: {settings.name}", docs_url=None, redoc_url=None, openapi_url=None)
     labels_only = Access.SCORES not in target.access
     shape = list(target.input_shape)
     lo, hi = target.bounds
+    throttled: dict[str, bool] = {}  # key id -> has an alarm (read from the audit log once per key)
+
+    def per_minute(entry: KeyEntry) -> int | None:
+        if settings.on_alarm != "throttle":
+            return entry.per_minute
+        if entry.key_id not in throttled:
+            throttled[entry.key_id] = audit.alarmed(entry.key_id)
+        if not throttled[entry.key_id]:
+            return entry.per_minute
+        if entry.per_minute is None:
+            return settings.throttle_per_minute
+        return max(1, int(entry.per_minute * settings.throttle))
 
     def refuse(e: Refused, key_id: str, body: bytes) -> JSONResponse:
         audit.append(key_id, e.status, 0, body, detail=e.reason)
@@ -163,8 +184,10 @@ def create_app(
             now = time.time()
             if entry.total is not None and audit.used(key_id) + len(x) > entry.total:
                 raise Refused(429, f"query quota of {entry.total} spent", {"Retry-After": "86400"})
-            if entry.per_minute is not None and audit.used(key_id, now - 60) + len(x) > entry.per_minute:
-                raise Refused(429, f"over {entry.per_minute} queries per minute", {"Retry-After": "60"})
+            limit = per_minute(entry)
+            if limit is not None and audit.used(key_id, now - 60) + len(x) > limit:
+                slowed = " (throttled after a monitor alarm)" if limit != entry.per_minute else ""
+                raise Refused(429, f"over {limit} queries per minute{slowed}", {"Retry-After": "60"})
         except Refused as e:
             return refuse(e, key_id, body)
         predicted = target.predict_labels(x)
@@ -174,6 +197,8 @@ def create_app(
             reason = f"blocked: {alarms[0]}"
             audit.append(key_id, 403, len(x), body, prediction=str(predicted.tolist()), detail=reason)
             return JSONResponse({"error": reason}, status_code=403)
+        if alarms and settings.on_alarm == "throttle":
+            throttled[key_id] = True
         if labels_only:
             out = predicted
             output = {"name": "output", "datatype": "INT64", "shape": [len(x)], "data": out.tolist()}

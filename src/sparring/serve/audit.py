@@ -72,6 +72,24 @@ class AuditLog:
             ).fetchone()
         return int(row[0])
 
+    def rows(self, key_id: str) -> list[tuple[int, int, str]]:
+        """``(status, queries, detail)`` of every request of ``key_id``, in order."""
+        with self._lock:
+            return [
+                (int(s), int(n), str(d))
+                for s, n, d in self._db.execute(
+                    "SELECT status, n, detail FROM requests WHERE key_id = ? ORDER BY id", (key_id,)
+                )
+            ]
+
+    def alarmed(self, key_id: str) -> bool:
+        """Whether a monitor has raised an alarm on ``key_id``'s answered queries (an answered row with a detail)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM requests WHERE key_id = ? AND status = 200 AND detail != '' LIMIT 1", (key_id,)
+            ).fetchone()
+        return row is not None
+
     def close(self) -> None:
         """Close the connection."""
         self._db.close()

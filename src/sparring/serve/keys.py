@@ -34,18 +34,31 @@ class KeyStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.entries: dict[str, KeyEntry] = {}
-        if self.path.is_file():
+        self._stamp: int | None = None
+        self._load()
+
+    def _mtime(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _load(self) -> None:
+        stamp = self._mtime()
+        if stamp is not None:
             try:
                 raw = json.loads(self.path.read_text())
                 self.entries = {name: KeyEntry(**e) for name, e in raw.items()}
             except (json.JSONDecodeError, TypeError) as e:
                 raise ConfigError(f"{self.path} is not a sparring keys file: {e}") from None
+        self._stamp = stamp
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({n: asdict(e) for n, e in self.entries.items()}, indent=2))
         tmp.chmod(0o600)
         tmp.replace(self.path)
+        self._stamp = self._mtime()
 
     def add(self, name: str, per_minute: int | None = None, total: int | None = None) -> str:
         """Make a key for ``name`` and return it (the only time it is seen)."""
@@ -73,6 +86,11 @@ class KeyStore:
         """The live entry ``key`` belongs to, compared in constant time against every entry; else None."""
         if not key:
             return None
+        if self._mtime() != self._stamp:  # `sparring keys add/revoke` on a running gateway takes effect at once
+            try:
+                self._load()
+            except ConfigError:
+                pass  # a file caught mid-write: keep the entries read before
         digest = _hash(key)
         found = None
         for entry in self.entries.values():  # no early exit: the time does not depend on which entry matches

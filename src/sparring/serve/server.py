@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -46,3 +47,31 @@ def serve(path: str | Path, host: str, port: int, log: Callable[[str], None] = p
         uvicorn.run(app, host=host, port=port, workers=1, log_level="warning")
     finally:
         audit.close()
+
+
+@contextmanager
+def serving(app: FastAPI, timeout: float = 60.0) -> Iterator[str]:
+    """Serve ``app`` on a free port of 127.0.0.1 in a background thread; yields ``http://127.0.0.1:PORT``."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError(f"the gateway did not start on 127.0.0.1:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)

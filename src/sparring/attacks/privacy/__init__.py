@@ -10,6 +10,7 @@ from sparring.attacks.privacy.extraction import (
     KnockoffNets,
     query_pool,
 )
+from sparring.attacks.privacy.jacobian import JacobianAugmentation
 from sparring.attacks.privacy.lira import LiRA
 from sparring.attacks.privacy.membership import (
     MEMBERSHIP_ATTACKS,
@@ -34,6 +35,7 @@ __all__ = [
     "EquationSolving",
     "ExtractionAttack",
     "ExtractionResult",
+    "JacobianAugmentation",
     "KnockoffNets",
     "LabelOnlyGap",
     "LiRA",
