@@ -64,7 +64,7 @@ def main() -> None:
         wm.calibrate(clean)
         n = len(wm.verification_x) if wm.verification_x is not None else 0
         false_p = []
-        for i, h in enumerate(hits):
+        for i in range(len(hits)):
             others = hits[:i] + hits[i + 1 :]
             false_p.append(wm.verify(clean[i], base=base_rate(others, n)).p_value)
         own = wm.verify(victim)

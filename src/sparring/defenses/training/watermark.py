@@ -199,7 +199,7 @@ def snnl(features: Tensor, labels: Tensor, temperature: Tensor) -> Tensor:
 
 def hidden_layers(model: nn.Module, n: int = 3) -> list[nn.Module]:
     """The last ``n`` convolution or linear layers before the output layer (EWE's layers for the loss)."""
-    layers = [m for m in model.modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear)]
+    layers: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear)]
     if len(layers) < 2:
         raise InputError("the entangled watermark needs a model with a hidden convolution or linear layer")
     return layers[:-1][-n:]
@@ -257,9 +257,7 @@ class EntangledWatermark(Watermark):
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         if not factor >= 0 or not temperature > 0 or not step >= 0:
-            raise ConfigError(
-                f"factor and step must be >= 0 and temperature > 0, got {factor}, {step}, {temperature}"
-            )
+            raise ConfigError(f"factor and step must be >= 0 and temperature > 0, got {factor}, {step}, {temperature}")
         if source is not None and target is not None and source == target:
             raise ConfigError(f"the watermark's source and target classes must differ, got {source} twice")
         self.size = check_positive_int("size", size)
@@ -316,7 +314,7 @@ class EntangledWatermark(Watermark):
                 n = min(len(xw), len(tgt))
                 x = torch.cat([xw[:n], tgt[:n]]).requires_grad_(True)
                 w = torch.cat([torch.ones(n), torch.zeros(n)])
-                logits, feats = taps.run(model, x)
+                _, feats = taps.run(model, x)
                 loss = sum((snnl(f, w, temp) for f in feats), torch.tensor(0.0))
                 (g_ent,) = torch.autograd.grad(loss, x)
                 xt = xw.clone().requires_grad_(True)
@@ -338,7 +336,7 @@ class EntangledWatermark(Watermark):
         start = time.perf_counter()
         first = max(1, cfg.epochs // 2)
         losses = fit(model, train, dataclasses.replace(cfg, epochs=first), desc="watermark (EWE, task)").losses
-        lo, hi = self.bounds
+        hi = self.bounds[1]
         mask = self._mask(model, src, tgt)
         xw = src * (1 - mask) + hi * mask
         temp = torch.tensor(float(self.temperature))
@@ -366,8 +364,13 @@ class EntangledWatermark(Watermark):
 
         try:
             rest = max(1, cfg.epochs - first)
-            second = fit(model, train, dataclasses.replace(cfg, epochs=rest, seed=cfg.seed + 11), penalty=penalty,
-                         desc="watermark (EWE, entangled)")
+            second = fit(
+                model,
+                train,
+                dataclasses.replace(cfg, epochs=rest, seed=cfg.seed + 11),
+                penalty=penalty,
+                desc="watermark (EWE, entangled)",
+            )
         finally:
             taps.close()
         self.verification_x = xw[: self.size].clone()
@@ -378,4 +381,4 @@ class EntangledWatermark(Watermark):
 #: Watermarks by the name a config uses.
 WATERMARKS: Registry[Watermark] = Registry("watermark")
 WATERMARKS.add("trigger", TriggerSetWatermark, summary="trigger set of out-of-distribution patterns (Adi et al. 2018)")
-WATERMARKS.add("ewe", EntangledWatermark, summary="entangled watermark with soft nearest-neighbour loss (Jia et al. 2021)")
+WATERMARKS.add("ewe", EntangledWatermark, summary="entangled watermark, soft nearest-neighbour loss (Jia et al. 2021)")
