@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
-from sparring.data import load_builtin
+from sparring.data import Dataset, load_builtin
 from sparring.defenses.training.watermark import (
     EntangledWatermark,
     TriggerSetWatermark,
@@ -19,8 +21,15 @@ from sparring.train import TrainConfig, fit
 EPOCHS = 15
 
 
+@dataclass
+class Case:
+    train: Dataset
+    test: Dataset
+    clean: list[TorchClassifier]
+
+
 @pytest.fixture(scope="module")
-def case() -> dict[str, object]:
+def case() -> Case:
     train, test = load_builtin("digits").split(0.2, seed=0)
 
     def clean(seed: int) -> TorchClassifier:
@@ -28,20 +37,18 @@ def case() -> dict[str, object]:
         return TorchClassifier(model, train.input_shape, 10)
 
     # model 0 shares the watermarked models' seed: the cost's reference; 1-3 set the base rate; 4 is held out
-    return {"train": train, "test": test, "clean": [clean(s) for s in range(5)]}
+    return Case(train, test, [clean(s) for s in range(5)])
 
 
-def _acc(clf: TorchClassifier, case: dict[str, object]) -> float:
-    test = case["test"]
-    return float((clf.predict_labels(test.x) == test.y).float().mean())  # type: ignore[attr-defined]
+def _acc(clf: TorchClassifier, case: Case) -> float:
+    return float((clf.predict_labels(case.test.x) == case.test.y).float().mean())
 
 
 @pytest.mark.parametrize("wm", [TriggerSetWatermark(size=50), EntangledWatermark(size=50)], ids=["trigger", "ewe"])
-def test_watermark_proves_ownership_and_not_on_a_clean_model(wm: Watermark, case: dict[str, object]) -> None:
-    train = case["train"]
-    clean: list[TorchClassifier] = case["clean"]  # type: ignore[assignment]
-    result = wm.embed(build("mlp", train.input_shape, 10, seed=0), train, TrainConfig(epochs=EPOCHS, seed=0))  # type: ignore[attr-defined]
-    marked = TorchClassifier(result.model, train.input_shape, 10)  # type: ignore[attr-defined]
+def test_watermark_proves_ownership_and_not_on_a_clean_model(wm: Watermark, case: Case) -> None:
+    train, clean = case.train, case.clean
+    result = wm.embed(build("mlp", train.input_shape, 10, seed=0), train, TrainConfig(epochs=EPOCHS, seed=0))
+    marked = TorchClassifier(result.model, train.input_shape, 10)
     base = wm.calibrate(clean[1:4])
     assert 0.0 < base < 0.5
     own = wm.verify(marked)
