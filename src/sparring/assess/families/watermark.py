@@ -260,7 +260,7 @@ class WatermarkFamily(Family[WatermarkSpec, WatermarkScenarioResult]):
     rated_in_matrix = False
     defences = (Defences("training", names=tuple(WATERMARKS), summary="ownership watermark (retrains the model)"),)
     attacks = ("knockoff",)
-    smoke = {"watermark": [{"budgets": [200], "epochs": 5, "clean_models": 2, "queries": 20, "defences": ["trigger"]}]}
+    smoke = {"watermark": [{"budgets": [100], "epochs": 3, "clean_models": 2, "queries": 20, "defences": ["trigger"]}]}
 
     def label(self, entry: WatermarkSpec) -> str:
         return f"knockoff-{entry.pool}"
