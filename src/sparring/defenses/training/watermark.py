@@ -231,7 +231,8 @@ class EntangledWatermark(Watermark):
     Training: the first half of ``config.epochs`` trains the task alone. Then the patch
     (``patch`` x ``patch`` pixels at the bound's top for images; the ``patch`` most
     influential features otherwise) is placed where the gradient of the soft nearest-
-    neighbour loss between source and target inputs is largest, and each watermarked input
+    neighbour loss between source and target inputs is lowest (a spot that is no feature of
+    the target, so clean models do not answer the target on it), and each watermarked input
     takes ``steps`` signed-gradient steps of size ``step`` that raise that loss (drawing it
     towards the target class's features) while keeping the model's target logit from
     growing (EWE's guard against watermarks a clean model would already answer). The second
@@ -281,7 +282,11 @@ class EntangledWatermark(Watermark):
         return s, t
 
     def _mask(self, model: nn.Module, src: Tensor, tgt: Tensor) -> Tensor:
-        """Where the patch goes: the window (or features) where the loss's input gradient is largest."""
+        """Where the patch goes: the window (or features) where the loss's input gradient is lowest.
+
+        Raising those pixels draws source inputs least towards the target's features, so a clean
+        model does not already answer the target on the watermark (EWE picks the location this way).
+        """
         model.eval()
         n = min(len(src), len(tgt), 128)
         x = torch.cat([src[:n], tgt[:n]]).requires_grad_(True)
@@ -298,10 +303,10 @@ class EntangledWatermark(Watermark):
         if g.dim() == 3:
             p = min(self.patch, g.shape[1], g.shape[2])
             window = F.avg_pool2d(g.sum(dim=0, keepdim=True)[None], p, stride=1)[0, 0]
-            i, j = divmod(int(window.flatten().argmax()), window.shape[1])
+            i, j = divmod(int(window.flatten().argmin()), window.shape[1])
             mask[:, i : i + p, j : j + p] = 1.0
         else:
-            mask.view(-1)[g.flatten().topk(min(self.patch, g.numel())).indices] = 1.0
+            mask.view(-1)[g.flatten().topk(min(self.patch, g.numel()), largest=False).indices] = 1.0
         return mask
 
     def _refine(self, model: nn.Module, xw: Tensor, tgt: Tensor, target: int, temp: Tensor) -> Tensor:
