@@ -216,7 +216,7 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
             [
                 esc(key),
                 esc(r["scheme"]),
-                f"{pct(r['clean_accuracy'])} ({cost:+.1f} points)",
+                f"{pct(r['clean_accuracy'])} (cost {cost:.1f} points)",
                 f"{r['queries']}",
                 f"p = {r['p_value']:.2g} ({r['hits']}/{r['queries']} hits)",
                 stolen,
