@@ -145,6 +145,9 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "extraction.top_k": ("AML.M0002",),
     "extraction.label_only": ("AML.M0002",),
     "extraction.reverse_sigmoid": ("AML.M0002",),
+    # ownership watermarks make a stolen copy attributable; ATLAS 5.6.0 names no mitigation for that
+    "watermark.trigger": (),
+    "watermark.ewe": (),
     # sanitising the training data
     "backdoor.activation_clustering": ("AML.M0007",),
     "backdoor.spectral_signatures": ("AML.M0007",),
