@@ -206,7 +206,10 @@ class AttributeFamily(Family[AttributeSpec, AttributeScenarioResult]):
             f"{result.imputation:.1%} (non-members {result.accuracy_non_members:.1%} vs "
             f"{result.imputation_non_members:.1%})"
         )
-        return rated(RULE, result.advantage, text, self._advantage_interval(result))
+        interval = self._advantage_interval(result)
+        if result.advantage > 0 and result.advantage_non_members >= interval.low:
+            text += "; non-members alike: the model reveals it for anyone it scores, not only its training records"
+        return rated(RULE, result.advantage, text, interval)
 
     def intervals(self, key: str, result: AttributeScenarioResult) -> dict[str, Interval]:
         m, n = result.n_members, result.n_non_members
@@ -243,7 +246,7 @@ class AttributeFamily(Family[AttributeSpec, AttributeScenarioResult]):
                 f"{pct(r['accuracy'])} / {pct(r['accuracy_non_members'])}",
                 f"{pct(r['imputation'])} / {pct(r['imputation_non_members'])}",
                 f"{pct(r['majority'])} / {pct(r['majority_non_members'])}",
-                f"{r['advantage']:+.1%} / {r['advantage_non_members']:+.1%}",
+                f"{100 * r['advantage']:+.1f} / {100 * r['advantage_non_members']:+.1f} points",
                 f"{r['n_members']} / {r['n_non_members']} / {r['n_auxiliary']}",
                 f"{r['queries']:,}",
             ]
