@@ -6,7 +6,8 @@ columns such as ``fair``'s ``religious``, or a column index of the flattened rec
 bucketed at its quantiles. Attacks: ``black_box`` (an attack model over the known
 features, the label and the model's output; Fredrikson et al., USENIX Security 2014, as
 ART's ``AttributeInferenceBlackBox``) and ``loss`` (the candidate value under which the
-model finds the true label most likely, times its prior; Yeom et al., IEEE CSF 2018).
+model finds the true label most likely, times its prior; Yeom et al., IEEE CSF 2018) and,
+white-box, ``gradient`` (the candidate value with the smallest per-record parameter gradient).
 Beside each run two baselines that never query the model: imputation (the same attack
 model without the model's output; Jayaraman & Evans, ACM CCS 2022) and the majority
 value. The rated figure is the attack's accuracy over imputation on training members;
