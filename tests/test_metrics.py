@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from sparring.data import Trigger
 from sparring.errors import InputError
-from sparring.metrics import attack_success_rate, detection_rates, robust_accuracy, roc
+from sparring.metrics import attack_success_rate, detection_rates, paired_difference_interval, robust_accuracy, roc
 from sparring.models import TorchClassifier
 
 
@@ -65,3 +65,12 @@ def test_attack_success_rate_int_and_per_sample_targets() -> None:
     assert np.isnan(attack_success_rate(clf, x, torch.zeros(4, dtype=torch.long), trigger, 0))
     with pytest.raises(InputError, match="per-sample targets"):
         attack_success_rate(clf, x, y, trigger, torch.tensor([1, 2]))
+
+
+def test_paired_difference_interval_holds_the_difference_and_separates_a_clear_gain() -> None:
+    even = paired_difference_interval(20, 20, 1000)
+    assert even.low < 0.0 < even.high and even.method == "agresti-min"
+    gain = paired_difference_interval(120, 20, 1000)  # +10 points on 1,000 paired samples
+    assert 0.06 < gain.low <= 0.1 <= gain.high < 0.14
+    small = paired_difference_interval(12, 2, 100)  # the same gain on 100 samples is less certain
+    assert small.high - small.low > gain.high - gain.low

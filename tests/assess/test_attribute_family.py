@@ -54,5 +54,6 @@ def test_fair_religious_is_rated_on_its_advantage_over_imputation(tmp_path: Path
     r = FAMILY.load(report["scenarios"]["attribute.black_box-religious"])
     assert r.n_members == 300 and r.imputation == report["figures"]["attribute.black_box-religious.imputation"]
     assert r.advantage == pytest.approx(r.accuracy - r.imputation)
-    assert FAMILY.rate(r).interval is not None
+    rating = FAMILY.rate(r)
+    assert rating.interval is not None and rating.interval.low <= r.advantage <= rating.interval.high
     assert "Attribute inference" in (tmp_path / "out" / "report.html").read_text()

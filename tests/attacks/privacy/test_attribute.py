@@ -1,4 +1,4 @@
-"""Attribute inference: the black-box and loss attacks find a model that encodes the attribute, and no more."""
+"""Attribute inference: black-box, loss and gradient attacks find a model that encodes the attribute, and no more."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from torch import nn
 
 from sparring.attacks.privacy.attribute import (
     BlackBox,
+    GradientGuess,
     Imputation,
     LossGuess,
     evaluate_attribute,
@@ -51,9 +52,10 @@ def test_black_box_finds_an_attribute_the_model_encodes_and_imputation_cannot() 
     assert leaky.queries > 0 and leaky.n_members == 400 and leaky.n_auxiliary == 300
 
 
-def test_loss_attack_beats_majority_on_a_model_that_uses_the_attribute() -> None:
-    r = evaluate_attribute(_model(3.0), TRAIN, HELD, 0, "loss", n=400)
-    assert r.outcomes["loss"].accuracy > r.outcomes["majority"].accuracy + 0.1
+@pytest.mark.parametrize("attack", ["loss", "gradient"])
+def test_loss_and_gradient_attacks_beat_majority_on_a_model_that_uses_the_attribute(attack: str) -> None:
+    r = evaluate_attribute(_model(3.0), TRAIN, HELD, 0, attack, n=400)
+    assert r.outcomes[attack].accuracy > r.outcomes["majority"].accuracy + 0.1
     assert r.queries == 2 * (400 + 300)  # one query per candidate value per evaluated record
 
 
@@ -65,6 +67,8 @@ def test_imputation_never_queries_and_access_is_checked_before_any_query() -> No
     labels_only = clf.restrict(Access.LABELS)
     with pytest.raises(AccessError, match="LossGuess"):
         LossGuess().fit(labels_only, HELD, column)
+    with pytest.raises(AccessError, match="GradientGuess needs internals"):
+        GradientGuess().fit(clf.restrict(Access.LABELS | Access.SCORES), HELD, column)
     assert BlackBox(model="logistic").fit(labels_only, HELD, column).infer(TRAIN.x[:5], TRAIN.y[:5]).shape == (5,)
 
 

@@ -6,7 +6,8 @@ columns such as ``fair``'s ``religious``, or a column index of the flattened rec
 bucketed at its quantiles. Attacks: ``black_box`` (an attack model over the known
 features, the label and the model's output; Fredrikson et al., USENIX Security 2014, as
 ART's ``AttributeInferenceBlackBox``) and ``loss`` (the candidate value under which the
-model finds the true label most likely, times its prior; Yeom et al., IEEE CSF 2018).
+model finds the true label most likely, times its prior; Yeom et al., IEEE CSF 2018) and,
+white-box, ``gradient`` (the candidate value with the smallest per-record parameter gradient).
 Beside each run two baselines that never query the model: imputation (the same attack
 model without the model's output; Jayaraman & Evans, ACM CCS 2022) and the majority
 value. The rated figure is the attack's accuracy over imputation on training members;
@@ -206,7 +207,10 @@ class AttributeFamily(Family[AttributeSpec, AttributeScenarioResult]):
             f"{result.imputation:.1%} (non-members {result.accuracy_non_members:.1%} vs "
             f"{result.imputation_non_members:.1%})"
         )
-        return rated(RULE, result.advantage, text, self._advantage_interval(result))
+        interval = self._advantage_interval(result)
+        if result.advantage > 0 and result.advantage_non_members >= interval.low:
+            text += "; non-members alike: the model reveals it for anyone it scores, not only its training records"
+        return rated(RULE, result.advantage, text, interval)
 
     def intervals(self, key: str, result: AttributeScenarioResult) -> dict[str, Interval]:
         m, n = result.n_members, result.n_non_members
@@ -243,7 +247,7 @@ class AttributeFamily(Family[AttributeSpec, AttributeScenarioResult]):
                 f"{pct(r['accuracy'])} / {pct(r['accuracy_non_members'])}",
                 f"{pct(r['imputation'])} / {pct(r['imputation_non_members'])}",
                 f"{pct(r['majority'])} / {pct(r['majority_non_members'])}",
-                f"{r['advantage']:+.1%} / {r['advantage_non_members']:+.1%}",
+                f"{100 * r['advantage']:+.1f} / {100 * r['advantage_non_members']:+.1f} points",
                 f"{r['n_members']} / {r['n_non_members']} / {r['n_auxiliary']}",
                 f"{r['queries']:,}",
             ]
