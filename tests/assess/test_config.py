@@ -30,6 +30,19 @@ def test_examples_are_valid(name: str) -> None:
     assert len(keys) == len(set(keys))
 
 
+#: Example configs that are not assessment configs (``sparring serve`` reads serve.toml).
+NOT_ASSESSMENTS = {"serve.toml"}
+
+
+ASSESSMENTS = sorted(p for p in EXAMPLES.glob("*.toml") if p.name not in NOT_ASSESSMENTS)
+
+
+@pytest.mark.parametrize("path", ASSESSMENTS, ids=[p.name for p in ASSESSMENTS])
+def test_every_example_loads_and_plans(path: Path) -> None:
+    keys = [s.key for s in plan(load_config(path))]
+    assert keys and len(keys) == len(set(keys))
+
+
 def test_training_example_covers_every_training_data_family_and_defence() -> None:
     from sparring.assess.families import BY_KEY
 
