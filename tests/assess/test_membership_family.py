@@ -95,7 +95,7 @@ def test_reference_models_are_one_stored_artefact_and_the_cell_rates_the_stronge
     assert sum("building membership-references" in line for line in log) == 1  # shared by rmia and rmia+round:2
     res = report["scenarios"]
     assert res["membership.rmia"]["references"] == 1 and res["membership.rmia"]["population"] > 0
-    assert res["membership.rmia+label_only"]["attack"] == "gap"  # scores hidden: the label-only attack
+    assert res["membership.rmia+label_only"]["attack"] == "label_only"  # scores hidden: the label-only attack
     assert res["membership.rmia"]["n_members"] == res["membership.loss_threshold"]["n_members"] == 150
     assert len(res["membership.rmia"]["exposed"]) == 10
     cell = next(c for c in report["matrix"] if (c["row"], c["column"]) == ("test-time inputs", "privacy"))

@@ -81,17 +81,17 @@ def test_untrained_model_stays_near_chance(split: tuple[Dataset, Dataset]) -> No
 
 
 @pytest.mark.parametrize("view", ["wrapper", "restrict"])
-def test_label_only_classifier_forces_gap_fallback(
+def test_label_only_classifier_falls_back_to_the_label_only_attack(
     overfit: TorchClassifier, split: tuple[Dataset, Dataset], view: str
 ) -> None:
     members, non_members = split
     labels_only = LabelOnly().wrap(overfit) if view == "wrapper" else overfit.restrict(Access.LABELS)
     result = evaluate_membership(labels_only, members, non_members, attack="loss_threshold")
     assert result.requested == "loss_threshold"
-    assert result.attack == "gap"
+    assert result.attack == "label_only"
     assert result.fallback_reason is not None
-    assert "labels" in result.fallback_reason and "gap" in result.fallback_reason
-    direct = evaluate_membership(overfit, members, non_members, attack="gap")
+    assert "labels" in result.fallback_reason and "label-only" in result.fallback_reason
+    direct = evaluate_membership(overfit, members, non_members, attack="label_only")
     assert result.roc.auc == pytest.approx(direct.roc.auc)
 
 

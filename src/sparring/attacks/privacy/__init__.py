@@ -10,6 +10,7 @@ from sparring.attacks.privacy.extraction import (
     KnockoffNets,
     query_pool,
 )
+from sparring.attacks.privacy.label_only import LabelOnlyMembership
 from sparring.attacks.privacy.lira import LiRA
 from sparring.attacks.privacy.membership import (
     MEMBERSHIP_ATTACKS,
@@ -36,6 +37,7 @@ __all__ = [
     "ExtractionResult",
     "KnockoffNets",
     "LabelOnlyGap",
+    "LabelOnlyMembership",
     "LiRA",
     "LossThreshold",
     "MembershipAttack",
