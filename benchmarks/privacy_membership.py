@@ -97,8 +97,8 @@ def label_only(
         queries = 0
 
         def predict(self, x: np.ndarray, batch_size: int = 128, **kwargs: Any) -> np.ndarray:
-            Counting.queries += len(x)
-            return super().predict(x, batch_size=batch_size, **kwargs)
+            Counting.queries += len(x)  # ART's HopSkipJump sends float64: the model takes float32
+            return super().predict(x.astype(np.float32), batch_size=batch_size, **kwargs)
 
     art = Counting(
         model=model,
