@@ -26,7 +26,8 @@ def config(*entries: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"attack": "rmia", "online": True}, "'online' applies to attack 'lira' only"),
+        ({"attack": "shadow", "online": True}, "'online' applies to attacks 'lira' and 'rmia' only"),
+        ({"attack": "rmia", "online": True, "references": 1}, "online RMIA needs references >= 2"),
         ({"attack": "lira", "online": True, "references": 1}, "online LiRA needs references >= 2"),
         ({"attack": "loss_threshold", "references": 4}, "'references' applies to lira, rmia"),
         ({"attack": "rmia", "population": 1.0}, "population"),

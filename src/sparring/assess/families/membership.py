@@ -3,8 +3,8 @@
 Members are drawn from the training set, non-members from held-out data of the same
 distribution; the ROC gives AUC and TPR at 0.1 % and 1 % FPR (LiRA's protocol, Carlini et
 al., IEEE S&P 2022). Attacks: the loss threshold and the label-only gap (Yeom et al., CSF
-2018), LiRA (Carlini et al., S&P 2022; offline or online), offline RMIA (Zarifzadeh et al.,
-ICML 2024), shadow models (Shokri et al., S&P 2017) and the label-only attacks of
+2018), LiRA (Carlini et al., S&P 2022; offline or online), RMIA (Zarifzadeh et al.,
+ICML 2024; offline or online), shadow models (Shokri et al., S&P 2017) and the label-only attacks of
 Choquette-Choo et al. (ICML 2021: augmentation robustness, or the HopSkipJump distance to the
 boundary). LiRA, RMIA and shadow models compare the target
 with reference models trained like it on random halves of a population share of the
@@ -95,7 +95,7 @@ class MembershipSpec(Entry):
     """Membership inference on the model's training set.
 
     ``references`` (LiRA, RMIA, shadow): reference models to train (default 8, 2 and 4);
-    ``online`` (LiRA): reference models also train on the evaluated samples, each IN for half
+    ``online`` (LiRA, RMIA): reference models also train on the evaluated samples, each IN for half
     of them; ``fixed_variance`` (LiRA): one pooled variance per side; ``population``: share of
     the held-out data set aside as data the target never saw (default 0.5 for those attacks,
     0 otherwise; give the same value to every entry to score all attacks on the same samples);
@@ -128,16 +128,17 @@ class MembershipSpec(Entry):
     def _consistent(self) -> MembershipSpec:
         if self.references is not None and self.attack not in REFERENCE_ATTACKS:
             raise ValueError(f"'references' applies to {', '.join(REFERENCE_ATTACKS)}, not to attack {self.attack!r}")
-        if self.online and self.attack != "lira":
-            raise ValueError(f"'online' applies to attack 'lira' only, not to {self.attack!r}")
+        if self.online and self.attack not in ("lira", "rmia"):
+            raise ValueError(f"'online' applies to attacks 'lira' and 'rmia' only, not to {self.attack!r}")
         if self.variant is not None and self.attack != "label_only":
             raise ValueError(f"'variant' applies to attack 'label_only' only, not to {self.attack!r}")
         if self.variant is not None and self.variant not in VARIANTS:
             raise ValueError(f"'variant' must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.canaries and self.online:
-            raise ValueError("'canaries' needs an offline attack (online LiRA's reference models cover no canary)")
+            raise ValueError("'canaries' needs an offline attack (online reference models cover no canary)")
         if self.online and self.n_references < 2:
-            raise ValueError("online LiRA needs references >= 2 (each sample IN for half of them, OUT for the rest)")
+            name = {"lira": "LiRA", "rmia": "RMIA"}[self.attack]
+            raise ValueError(f"online {name} needs references >= 2 (each sample IN for half of them, OUT for the rest)")
         return self
 
     @property
@@ -156,6 +157,8 @@ class MembershipSpec(Entry):
         """The attack's constructor arguments."""
         if self.attack == "lira":
             return {"online": self.online, "fixed_variance": self.fixed_variance}
+        if self.attack == "rmia" and self.online:
+            return {"online": True}
         if self.attack == "label_only" and self.variant is not None:
             return {"variant": self.variant}
         return {}
@@ -168,7 +171,8 @@ def attack_title(attack: str, online: bool = False, references: int = 0, variant
     if attack == "lira":
         return f"LiRA ({'online' if online else 'offline'}, {references} reference models)"
     if attack == "rmia":
-        return f"RMIA (offline, {references} reference model{'s' if references != 1 else ''})"
+        mode = "online" if online else "offline"
+        return f"RMIA ({mode}, {references} reference model{'s' if references != 1 else ''})"
     if attack == "shadow":
         return f"shadow models ({references})"
     return {"loss_threshold": "loss threshold", "gap": "label-only gap"}.get(attack, attack)
@@ -470,7 +474,7 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
     }
 
     def label(self, entry: MembershipSpec) -> str:
-        return "lira-online" if entry.online else entry.attack
+        return f"{entry.attack}-online" if entry.online else entry.attack
 
     def check_config(self, config: Any, entries: Any) -> None:
         if entries and not config.model.trains_here and config.data.test_path is None:
