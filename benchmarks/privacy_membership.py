@@ -14,13 +14,22 @@ held-out images are the population the attacker may use (never evaluated).
 - ART 1.20: ``ShadowModels`` (4 shadow models cloned from the target's architecture, each
   trained like the target, 20 epochs at batch 64, on a random half of the same population)
   feeding ``MembershipInferenceBlackBox`` with its "nn" and "rf" attack models, and
-  ``MembershipInferenceBlackBoxRuleBased``. ``LabelOnlyDecisionBoundary`` is not run: it
-  needs a HopSkipJump search per sample (thousands of queries each for 2,000 samples).
+  ``MembershipInferenceBlackBoxRuleBased``.
 
 Every attack is scored on the same 2,000 samples with sparring's ``roc`` (AUC, TPR at 1 % and
 0.1 % FPR; 1,000 non-members resolve 0.1 %). Seconds include reference / shadow model training.
 
-Usage: ``python benchmarks/privacy_membership.py [--threads 1] [--epochs 20]``.
+Label-only attacks (Choquette-Choo et al., ICML 2021), against the same target: sparring's
+augmentation attack (1 + 4 one-pixel shifts + 16 noise draws at sigma 0.1) on the same 2,000
+samples; the boundary-distance attacks, which need a HopSkipJump search per sample, on the
+first ``--label-samples`` members and non-members of that draw (250 each by default):
+sparring's HopSkipJump at 500 queries per sample against ART's ``LabelOnlyDecisionBoundary``
+(its HopSkipJump with ``max_iter`` 2, ``init_eval`` 100, ``max_eval`` 1,000; queries counted
+by a wrapper; its membership probability is a sigmoid of the distance, so the ROC is the
+distance's, whatever threshold tau is set). ``--only label_only`` runs these alone.
+
+Usage: ``python benchmarks/privacy_membership.py [--threads 1] [--epochs 20] [--only all|label_only]
+[--label-samples 250]``.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import torch
 from torch import nn
 
 from _common import accuracy_of, emit, environment, ratio, run_id, split
-from sparring.attacks.privacy import RMIA, LiRA, ShadowModels, evaluate_membership
+from sparring.attacks.privacy import RMIA, LabelOnlyMembership, LiRA, ShadowModels, evaluate_membership
 from sparring.attacks.privacy.reference import membership_split, random_halves, train_references
 from sparring.metrics import roc
 from sparring.models import TorchClassifier, build
@@ -50,10 +59,82 @@ def figures(scores: np.ndarray, is_member: np.ndarray) -> dict[str, float]:
     }
 
 
+def label_only(
+    clf: TorchClassifier,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    is_member: np.ndarray,
+    n: int,
+    record: Any,
+    rid: str,
+) -> None:
+    """Label-only attacks: sparring's augmentation and boundary variants beside ART's LabelOnlyDecisionBoundary."""
+    from art.attacks.inference.membership_inference import LabelOnlyDecisionBoundary
+    from art.estimators.classification import PyTorchClassifier
+
+    q0, t0 = clf.queries, time.perf_counter()
+    scores = LabelOnlyMembership().fit(clf).score(x, y).numpy()
+    record("sparring", "label_only-augmentation", scores, time.perf_counter() - t0, queries=clf.queries - q0)
+    k = len(x) // 2
+    sub = np.r_[np.arange(min(n, k)), k + np.arange(min(n, k))]
+    xs, ys, ms = x[sub], y[sub], is_member[sub]
+    rows: list[dict[str, Any]] = []
+
+    def rec(library: str, attack: str, s: np.ndarray, seconds: float, queries: int) -> None:
+        row = {"library": library, "attack": attack, **figures(s, ms), "seconds": round(seconds, 2)}
+        row |= {"queries": queries, "members": int(ms.sum()), "non_members": int((~ms).sum())}
+        rows.append(row)
+        emit("privacy_membership", row, rid)
+
+    q0, t0 = clf.queries, time.perf_counter()
+    scores = LabelOnlyMembership("boundary", max_queries=500).fit(clf).score(xs, ys).numpy()
+    rec("sparring", "label_only-boundary-hsj500", scores, time.perf_counter() - t0, clf.queries - q0)
+
+    class Counting(PyTorchClassifier):  # type: ignore[misc]
+        """ART's classifier, counting the samples it is asked to label."""
+
+        queries = 0
+
+        def predict(self, x: np.ndarray, batch_size: int = 128, **kwargs: Any) -> np.ndarray:
+            Counting.queries += len(x)  # ART's HopSkipJump sends float64: the model takes float32
+            return super().predict(x.astype(np.float32), batch_size=batch_size, **kwargs)
+
+    art = Counting(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(clf.input_shape),
+        nb_classes=clf.num_classes,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+    np.random.seed(0)
+    t0 = time.perf_counter()
+    attack = LabelOnlyDecisionBoundary(art, distance_threshold_tau=1.0)
+    onehot = np.eye(clf.num_classes, dtype=np.float32)[ys.numpy()]
+    proba = attack.infer(
+        xs.numpy(), onehot, probabilities=True, max_iter=2, init_eval=100, max_eval=1000, verbose=False
+    )
+    rec("art", "LabelOnlyDecisionBoundary-hsj2", np.asarray(proba)[:, 1], time.perf_counter() - t0, Counting.queries)
+    emit(
+        "privacy_membership",
+        {
+            "summary": "label_only",
+            "auc_ratio_sparring_over_art": ratio(rows[0]["auc"], rows[1]["auc"]),
+            "tpr_at_1%_fpr_sparring": rows[0]["tpr_at_1%_fpr"],
+            "tpr_at_1%_fpr_art": rows[1]["tpr_at_1%_fpr"],
+            "time_ratio": ratio(rows[0]["seconds"], rows[1]["seconds"]),
+        },
+        rid,
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--only", choices=("all", "label_only"), default="all")
+    p.add_argument("--label-samples", type=int, default=250)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rid = run_id()
@@ -101,6 +182,9 @@ def main() -> None:
     for name in ("loss_threshold", "gap"):
         r = evaluate_membership(clf, train, held_out, name, seed=0, population=0.5)
         record("sparring", name, r.scores.numpy(), r.seconds)
+    label_only(clf, target.model, x, y, is_member, args.label_samples, record, rid)
+    if args.only == "label_only":
+        return
 
     keep = random_halves(8, len(population), 0, size=len(train))
     refs = train_references(make, population, keep, cfg)

@@ -1,4 +1,4 @@
-"""What reference models cost: K = 1, 2, 4, 8 trained one after another and stacked through ``torch.func.vmap``.
+"""What reference models cost: K = 1, 2, 4, 8, 16 trained one after another and stacked through ``torch.func.vmap``.
 
 LiRA and RMIA pay for their power with reference models trained like the target. Setting:
 each K trains on random halves of a population pool (the held-out part of the seeded split
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--dataset", default="digits")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--test-fraction", type=float, default=0.8)
-    p.add_argument("--ks", default="1,2,4,8")
+    p.add_argument("--ks", default="1,2,4,8,16")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rid = run_id()

@@ -53,9 +53,9 @@ def test_attacks_and_defences_change_the_figures(quick_report: tuple[Path, dict[
     assert f["backdoor.badnets+activation_clustering.asr"] < f["backdoor.badnets.asr"]
     # label flips cost accuracy
     assert f["poisoning.label_flip.accuracy@0.7"] < clean - 0.05
-    # label-only output forces the gap attack, and the report says so
+    # label-only output forces the label-only attack, and the report says so
     mem = report["scenarios"]["membership.loss_threshold+label_only"]
-    assert mem["attack"] == "gap" and mem["fallback_reason"]
+    assert mem["attack"] == "label_only" and mem["fallback_reason"]
     costs = {c["scenario"]: c for c in report["defence_costs"]}
     assert costs["evasion.pgd-linf+adversarial_training"]["seconds"] > 0
 
@@ -194,7 +194,7 @@ def test_report_gives_intervals_covers_what_ran_and_prices_queries(quick_report:
     ci = report["intervals"]["evasion.pgd-linf.robust_accuracy@0.1"]
     assert ci["low"] <= report["figures"]["evasion.pgd-linf.robust_accuracy@0.1"] <= ci["high"] and ci["n"] == 200
     privacy = next(c for c in report["matrix"] if c["row"] == "test-time inputs" and c["column"] == "privacy")
-    assert "gap" not in privacy["covers"]  # the label-only fallback ran only behind the defence
+    assert "label_only" not in privacy["covers"]  # the label-only fallback ran only behind the defence
     costs = {c["scenario"]: c for c in report["defence_costs"]}
     assert costs["membership.loss_threshold+label_only"]["query_ms"] is not None
     assert all(v["verdict"] in ("adopt", "no help", "makes it worse") for v in report["verdicts"])

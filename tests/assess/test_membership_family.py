@@ -26,7 +26,8 @@ def config(*entries: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"attack": "rmia", "online": True}, "'online' applies to attack 'lira' only"),
+        ({"attack": "shadow", "online": True}, "'online' applies to attacks 'lira' and 'rmia' only"),
+        ({"attack": "rmia", "online": True, "references": 1}, "online RMIA needs references >= 2"),
         ({"attack": "lira", "online": True, "references": 1}, "online LiRA needs references >= 2"),
         ({"attack": "loss_threshold", "references": 4}, "'references' applies to lira, rmia"),
         ({"attack": "rmia", "population": 1.0}, "population"),
@@ -95,7 +96,7 @@ def test_reference_models_are_one_stored_artefact_and_the_cell_rates_the_stronge
     assert sum("building membership-references" in line for line in log) == 1  # shared by rmia and rmia+round:2
     res = report["scenarios"]
     assert res["membership.rmia"]["references"] == 1 and res["membership.rmia"]["population"] > 0
-    assert res["membership.rmia+label_only"]["attack"] == "gap"  # scores hidden: the label-only attack
+    assert res["membership.rmia+label_only"]["attack"] == "label_only"  # scores hidden: the label-only attack
     assert res["membership.rmia"]["n_members"] == res["membership.loss_threshold"]["n_members"] == 150
     assert len(res["membership.rmia"]["exposed"]) == 10
     cell = next(c for c in report["matrix"] if (c["row"], c["column"]) == ("test-time inputs", "privacy"))
@@ -139,7 +140,74 @@ def test_dp_sgd_spends_at_most_its_epsilon_and_its_leak_is_within_chance(tmp_pat
     plain, private = report["scenarios"]["membership.loss_threshold"], report["scenarios"][key]
     assert 0 < private["epsilon"] <= 1.0 + 1e-6 and private["delta"] < 1 / 719  # the accountant's ε at δ < 1/N
     assert private["defence_seconds"] > 0 and private["clean_accuracy"] < plain["clean_accuracy"]  # utility paid
+    assert private["audit_violation"] is False and 0 <= private["epsilon_lower_bound"] <= private["epsilon"]
+    assert private["max_grad_norm"] == 1.0 and private["batchnorm_replaced"] is False  # an MLP has no BatchNorm
     ci = report["intervals"][f"{key}.auc"]
     assert ci["low"] <= 0.5 <= ci["high"]  # measured AUC 0.513: no leak the sample can tell from chance
     cost = next(c for c in report["defence_costs"] if c["defence"] == "dp_sgd:1")
     assert "accountant's ε" in cost["seconds_note"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"dp_sgd": {"delta": 0.01}, "membership": [{"defences": ["dp_sgd:4"]}]}, "not below 1/N"),
+        ({"membership": [{"canaries": 5000}]}, "5000 canaries need"),
+        ({"membership": [{"attack": "lira", "online": True, "canaries": 5}]}, "'canaries' needs an offline"),
+        ({"membership": [{"attack": "rmia", "variant": "boundary"}]}, "'variant' applies to attack 'label_only'"),
+    ],
+)
+def test_dp_delta_and_canaries_are_checked_before_anything_runs(extra: dict[str, Any], message: str) -> None:
+    pytest.importorskip("opacus")
+    with pytest.raises(ConfigError, match=message) as err:
+        prepare(parse_config({**BASE, **extra}), log=lambda _: None)
+    assert "\n" not in str(err.value)
+
+
+def test_canaries_retrain_the_target_and_leak_more_than_ordinary_members(tmp_path: Path) -> None:
+    import torch
+
+    from sparring.assess.families.membership import _tpr_at
+
+    negatives = torch.arange(200, dtype=torch.float64)  # 1 % FPR lets the top 2 through: threshold 197
+    assert _tpr_at(torch.tensor([197.0, 197.5, 300.0, 0.0]), negatives, 0.01) == 0.5
+    assert _tpr_at(torch.tensor([1.0]), negatives, 0.001) is None  # 200 non-members cannot resolve 0.1 %
+    cfg = parse_config(
+        {
+            "data": {"dataset": "digits", "test_fraction": 0.6},
+            "model": {"architecture": "mlp", "epochs": 60},
+            "membership": [{"attack": "lira", "references": 4, "samples": 150, "canaries": 20}],
+        }
+    )
+    log: list[str] = []
+    report, failed = assess(cfg, tmp_path / "out", log=log.append)
+    assert not failed and any("training model 'canaries20" in line for line in log)
+    r = report["scenarios"]["membership.lira"]
+    assert r["canaries"] == 20 and "canary_tpr_at_0.1%_fpr" not in r  # 150 non-members cannot resolve 0.1 %
+    # Mislabelled canaries are the most exposed records (Aerni et al. 2024): measured 25 % (5 of 20) against
+    # 2.7 % of the members at the same threshold.
+    assert r["canary_tpr_at_1%_fpr"] > max(3 * r["tpr_at_1%_fpr"], 0.1)
+    assert r["exposed_scores"] == sorted(r["exposed_scores"], reverse=True) and len(r["exposed_images"]) == 10
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<h4>Canaries</h4>" in html and "Most exposed training records" not in html  # the canary model's, apart
+
+
+def test_privacy_utility_curve_and_a_violated_audit_is_a_visible_bug_flag() -> None:
+    from sparring.assess.families.membership import _html
+
+    def dp(defence: str | None, eps: float | None, eps_hat: float, tpr: float, acc: float) -> dict[str, Any]:
+        r = _result(500, tpr).model_dump(mode="json", by_alias=True)
+        r |= {"defence": defence, "clean_accuracy": acc, "epsilon_lower_bound": eps_hat, "target_seconds": 1.0}
+        if eps is not None:
+            r |= {"epsilon": eps, "delta": 1e-5, "noise_multiplier": 1.0, "defence_seconds": 3.0}
+            r |= {"audit_violation": eps_hat > eps, "batchnorm_replaced": True}
+        return r
+
+    html = _html(
+        [dp(None, None, 1.2, 0.2, 0.95), dp("dp_sgd:1", 1.0, 0.3, 0.01, 0.6), dp("dp_sgd:8", 8.0, 0.5, 0.02, 0.9)]
+    )
+    assert "Privacy–utility curve" in html and "BUG FLAG" not in html and "replaced by GroupNorm" in html
+    assert html.index("dp_sgd:1</td>") < html.index("dp_sgd:8</td>") < html.index("none (ε = ∞)")  # sorted by ε
+    assert "not evidence of extra privacy" in html
+    flagged = _html([dp("dp_sgd:1", 1.0, 1.7, 0.05, 0.6)])
+    assert "BUG FLAG" in flagged and "ε̂ = 1.70 exceeds the accountant's ε = 1.00" in flagged

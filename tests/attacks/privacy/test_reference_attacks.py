@@ -82,12 +82,19 @@ def test_online_lira_needs_in_and_out_models(overfit: tuple[TorchClassifier, Dat
         clf, train, held_out, "lira", n=60, population=0.275, references=lambda s: refs, options={"online": True}
     )
     assert r.references == 4 and r.n_members == 60 and r.roc.auc > 0.5
+    online_rmia = evaluate_membership(
+        clf, train, held_out, "rmia", n=60, population=0.275, references=lambda s: refs, options={"online": True}
+    )
+    assert online_rmia.roc.auc > 0.5 and not torch.equal(online_rmia.scores, r.scores)
     wrong = ReferenceModels(refs.models, refs.keep, refs.pool, 10, refs.seconds, refs.stacked)
     with pytest.raises(InputError, match="cover 10 evaluated samples"):
         evaluate_membership(clf, train, held_out, "lira", n=60, population=0.275, references=lambda s: wrong)
     views = [TorchClassifier(m, (1, 8, 8), 10) for m in refs.models]
     with pytest.raises(ConfigError, match="needs keep"):
         LiRA(online=True).fit_references(views).fit(clf).score(train.x[:5], train.y[:5])
+    with pytest.raises(ConfigError, match="a reference model IN and one OUT"):
+        all_in = torch.ones(4, 5, dtype=torch.bool)
+        RMIA(online=True).fit_references(views, all_in, held_out).fit(clf).score(train.x[:5], train.y[:5])
     with pytest.raises(ConfigError, match="needs reference models"):
         evaluate_membership(clf, train, held_out, "rmia")
 

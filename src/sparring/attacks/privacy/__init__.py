@@ -11,6 +11,7 @@ from sparring.attacks.privacy.extraction import (
     query_pool,
 )
 from sparring.attacks.privacy.jacobian import JacobianAugmentation
+from sparring.attacks.privacy.label_only import LabelOnlyMembership
 from sparring.attacks.privacy.lira import LiRA
 from sparring.attacks.privacy.membership import (
     MEMBERSHIP_ATTACKS,
@@ -38,6 +39,7 @@ __all__ = [
     "JacobianAugmentation",
     "KnockoffNets",
     "LabelOnlyGap",
+    "LabelOnlyMembership",
     "LiRA",
     "LossThreshold",
     "MembershipAttack",

@@ -251,6 +251,8 @@ class MembershipResult:
     #: Reference models the attack used (0 for attacks without) and the seconds their training took.
     references: int = 0
     reference_seconds: float = 0.0
+    #: Scores of the ``extra`` samples (e.g. canaries), by the same fitted attack.
+    extra_scores: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.float64), repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Figures for a report: the ROC summary plus what ran and what it cost."""
@@ -268,22 +270,30 @@ class MembershipResult:
         }
 
 
+#: The attack run when a score-based attack is asked for but the classifier shows labels only.
+LABEL_FALLBACK = "label_only"
+
+
 def _resolve_attack(classifier: Classifier, attack: str) -> tuple[str, str | None]:
-    """The attack to run on ``classifier`` for the requested name, and why it differs if it does."""
+    """The attack to run on ``classifier`` for the requested name, and why it differs if it does.
+
+    Without scores, a score-based attack gives way to the label-only attack of
+    Choquette-Choo et al. (ICML 2021), the strongest that still applies.
+    """
     if attack not in MEMBERSHIP_ATTACKS:
         raise ConfigError(f"unknown membership attack {attack!r}; valid attacks: {', '.join(MEMBERSHIP_ATTACKS)}")
     cls = MEMBERSHIP_ATTACKS[attack]
     if cls.requires is Access.SCORES and cls.requires not in classifier.access:
-        if LabelOnlyGap.requires not in classifier.access:
+        if Access.LABELS not in classifier.access:
             raise AccessError(
-                f"membership attack {attack!r} needs scores access (or labels, for the label-only gap attack), "
+                f"membership attack {attack!r} needs scores access (or labels, for the label-only attacks), "
                 f"but this classifier only exposes {describe_access(classifier.access)}"
             )
         reason = (
             f"classifier exposes only {describe_access(classifier.access)}, so the {attack} attack cannot run; "
-            "used the label-only gap attack"
+            "used the label-only attack (augmentation robustness, Choquette-Choo et al. 2021)"
         )
-        return "gap", reason
+        return LABEL_FALLBACK, reason
     classifier.require(cls.requires, cls.__name__)
     return attack, None
 
@@ -303,6 +313,7 @@ def evaluate_membership(
     references: ReferenceSource | None = None,
     wrap: Callable[[nn.Module], Classifier] | None = None,
     options: Mapping[str, Any] | None = None,
+    extra: Dataset | None = None,
 ) -> MembershipResult:
     """Run a membership attack on a balanced set and return its ROC.
 
@@ -314,10 +325,11 @@ def evaluate_membership(
     (:class:`ReferenceAttack`) calls ``references(split)`` for its models and views each
     through ``wrap`` (e.g. behind the same output hardening as the target; default a plain
     :class:`~sparring.models.TorchClassifier`). If a score-based attack is asked for but the
-    classifier exposes only labels, the label-only gap attack runs instead (no reference
+    classifier exposes only labels, the label-only attack (augmentation robustness) runs instead (no reference
     model is built) and the result says so in ``fallback_reason``. An unknown ``attack``
     raises :class:`~sparring.errors.ConfigError` listing the valid names; missing access
-    that no fallback covers raises :class:`~sparring.errors.AccessError`.
+    that no fallback covers raises :class:`~sparring.errors.AccessError`. ``extra`` samples
+    (e.g. canaries) are scored by the same fitted attack, into ``extra_scores``, outside the ROC.
     """
     from sparring.attacks.privacy.reference import membership_split
 
@@ -346,6 +358,7 @@ def evaluate_membership(
     runner.fit(classifier)
     scores = runner.score(x, y)
     seconds = time.perf_counter() - t0
+    extra_scores = runner.score(extra.x, extra.y) if extra is not None and len(extra) else torch.empty(0)
     return MembershipResult(
         attack=ran,
         requested=attack,
@@ -360,4 +373,5 @@ def evaluate_membership(
         member_index=split.members,
         references=n_refs,
         reference_seconds=ref_seconds,
+        extra_scores=extra_scores.to(torch.float64),
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +41,8 @@ class MembershipSplit:
     members: Tensor
     non_members: Tensor
     population: Tensor
+    #: Held-out indices neither evaluated nor in the population (e.g. for canaries).
+    spare: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
 
     @property
     def k(self) -> int:
@@ -71,7 +73,7 @@ def membership_split(n_train: int, n_held_out: int, n: int | None, population: f
             f"membership evaluation needs members and non-members, got {n_train} and {rest} "
             f"(after setting aside {n_pop} held-out samples as the population)"
         )
-    return MembershipSplit(member_perm[:k], held_perm[:k], held_perm[rest:])
+    return MembershipSplit(member_perm[:k], held_perm[:k], held_perm[rest:], held_perm[k:rest])
 
 
 def balanced_keep(k_models: int, n: int, seed: int) -> Tensor:

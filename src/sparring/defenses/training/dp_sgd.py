@@ -41,6 +41,11 @@ def require_opacus(what: str = "dp_sgd") -> None:
         raise ConfigError(f"{what} needs Opacus, which is not installed: pip install 'sparring[privacy]'")
 
 
+def has_batchnorm(module: nn.Module) -> bool:
+    """True when ``module`` holds a BatchNorm layer (which ``ModuleValidator.fix`` replaces with GroupNorm)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
 def fix_module(module: nn.Module) -> nn.Module:
     """``module`` with the layers DP-SGD cannot train replaced (Opacus' ``ModuleValidator.fix``)."""
     from opacus.validators import ModuleValidator
@@ -58,6 +63,8 @@ class PrivateTraining:
     epsilon: float
     delta: float
     noise_multiplier: float
+    #: True when ``ModuleValidator.fix`` replaced BatchNorm layers (with GroupNorm).
+    batchnorm_replaced: bool = False
 
 
 class DPSGD(Params):
@@ -94,6 +101,7 @@ class DPSGD(Params):
         if len(data) == 0:
             raise InputError("cannot train on an empty dataset")
         delta = self.delta_for(len(data))
+        replaced = has_batchnorm(module)
         model = fix_module(module)
         if config.optimizer == "adam":
             opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -137,7 +145,7 @@ class DPSGD(Params):
             p.grad = None
             if hasattr(p, "grad_sample"):
                 p.grad_sample = None
-        return PrivateTraining(trained.eval(), seconds, spent, delta, noise)
+        return PrivateTraining(trained.eval(), seconds, spent, delta, noise, replaced)
 
 
 #: Private-training defences by config name (``dp_sgd:EPS``).
