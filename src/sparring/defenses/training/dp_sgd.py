@@ -140,6 +140,11 @@ class DPSGD(Params):
         seconds = time.perf_counter() - start
         spent = float(engine.get_epsilon(delta))
         noise = float(getattr(opt, "noise_multiplier", float("nan")))
+        # Opacus' per-sample-gradient hooks stay on the module; a later backward (an evasion
+        # attack's input gradient) would fail inside them, so they go before it is returned.
+        remove = getattr(private, "remove_hooks", None)
+        if callable(remove):
+            remove()
         trained: nn.Module = private._module
         for p in trained.parameters():
             p.grad = None
