@@ -101,8 +101,7 @@ BAD = {
     # issue 10: fail early and say what is wrong
     "empty data": ('[data]\npath="empty.npz"\n[[membership]]\n', "no samples"),
     "labels 1..2": (
-        '[data]\npath="shifted.npz"\n[model]\nfactory="net2:build"\n[[membership]]\n',
-        "re-encode them as 0..1",
+        '[data]\npath="shifted.npz"\n[model]\nfactory="net2:build"\n[[membership]]\n', "re-encode them as 0..1"
     ),
     "pickled weights": (
         '[data]\npath="d.npz"\n[model]\nfactory="net2:build"\nweights="w.pt"\n[[evasion]]\nattack="pgd"\neps=[0.1]\n',
@@ -114,13 +113,11 @@ BAD = {
         "size mismatch at 0.weight: file [8, 5], model [16, 5]",
     ),
     "feature layer": (
-        '[data]\npath="d.npz"\n[model]\nfactory="net2:build"\nfeature_layer="fc9"\n[[membership]]\n',
-        "no layer named",
+        '[data]\npath="d.npz"\n[model]\nfactory="net2:build"\nfeature_layer="fc9"\n[[membership]]\n', "no layer named"
     ),
     "csv header ambiguous": ('[data]\npath="mixed.csv"\n[[membership]]\n', "mixes names and numbers"),
     "jpeg on vectors": (
-        '[data]\npath="d.npz"\n[[evasion]]\nattack="pgd"\neps=[0.1]\ndefences=["jpeg:75"]\n',
-        "needs image inputs",
+        '[data]\npath="d.npz"\n[[evasion]]\nattack="pgd"\neps=[0.1]\ndefences=["jpeg:75"]\n', "needs image inputs"
     ),
     "badnets on vectors": ('[data]\npath="d.npz"\n[[backdoor]]\nattack="badnets"\n', "not image-shaped"),
     "duplicate names": (

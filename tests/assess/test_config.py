@@ -171,7 +171,9 @@ def test_gate_parsing_and_matching() -> None:
 
 def test_relative_paths_resolve_against_the_config_and_absolute_ones_stay(tmp_path: Path) -> None:
     absolute = str(tmp_path / "model.onnx")
-    cfg = parse_config(with_(data={"dataset": "digits"}, model={"onnx": absolute}), base_dir=tmp_path / "configs")
+    cfg = parse_config(
+        with_(data={"dataset": "digits"}, model={"onnx": absolute}), base_dir=tmp_path / "configs"
+    )
     assert cfg.model.onnx == absolute
     cfg = parse_config(with_(model={"onnx": "m.onnx"}), base_dir=tmp_path)
     assert cfg.model.onnx == str(tmp_path / "m.onnx")

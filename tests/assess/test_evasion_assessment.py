@@ -41,14 +41,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 {"attack": "transfer", "eps": [0.2], "samples": 60},
             ],
             "transfer_learning": [
-                {
-                    "eps": [0.2],
-                    "steps": 10,
-                    "samples": 60,
-                    "teacher_epochs": 4,
-                    "student_epochs": 2,
-                    "defences": ["fine_tune"],
-                }
+                {"eps": [0.2], "steps": 10, "samples": 60, "teacher_epochs": 4, "student_epochs": 2,
+                 "defences": ["fine_tune"]}
             ],
         }
     )

@@ -74,6 +74,7 @@ class Mapping:
         return {"atlas": list(self.atlas), "owasp": list(self.owasp), "nist": list(self.nist), "bsi": list(self.bsi)}
 
 
+
 def describe(ids: dict[str, list[str]]) -> str:
     """One line for a report from :meth:`Mapping.as_dict`: ``ATLAS AML.T0015, ... · OWASP ML01 · NIST AI 100-2 2.2``."""
     names = {"atlas": "ATLAS", "owasp": "OWASP", "nist": "NIST AI 100-2", "bsi": "BSI"}
@@ -82,7 +83,9 @@ def describe(ids: dict[str, list[str]]) -> str:
 
 #: Every threat of the matrix, by its name in ``family.SCOPE``.
 THREATS: dict[str, Mapping] = {
-    "evasion": Mapping(("AML.T0015", "AML.T0043.000", "AML.T0043.001", "AML.T0043.002"), ("ML01",), ("2.2",), ("§3",)),
+    "evasion": Mapping(
+        ("AML.T0015", "AML.T0043.000", "AML.T0043.001", "AML.T0043.002"), ("ML01",), ("2.2",), ("§3",)
+    ),
     "sponge examples": Mapping(("AML.T0029", "AML.T0034.001"), (), ("2.1.2",), ()),
     "membership inference": Mapping(("AML.T0024.000",), ("ML04",), ("2.4.2",), ("§4",)),
     "model stealing": Mapping(("AML.T0024.002",), ("ML05",), ("2.4.3",), ("§4",)),

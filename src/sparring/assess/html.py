@@ -31,10 +31,8 @@ def _matrix(cells: list[dict[str, Any]]) -> str:
                     d = c["defended"]
                     inner += f"<br>with defences, best model {esc(d['defence'])}: {tag(d['level'])} {esc(d['text'])}"
                     if d["gaps"]:
-                        inner += (
-                            f'<br><span class="muted">coverage gap: {esc(", ".join(d["gaps"]))} not run '
-                            f"against {esc(d['defence'])}</span>"
-                        )
+                        inner += f'<br><span class="muted">coverage gap: {esc(", ".join(d["gaps"]))} not run ' \
+                                 f"against {esc(d['defence'])}</span>"
                 if c["not_assessed"]:
                     inner += f'<br><span class="muted">not assessed yet: {esc(c["not_assessed"])}</span>'
             else:

@@ -15,18 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-COLOURS = {
-    "high": "#f4a09c",
-    "medium": "#fbd38d",
-    "low": "#b7e4c7",
-    "warning": "#fbd38d",
-    "error": "#f4a09c",
-    "info": "#d9dde2",
-    "n/a": "#eeeeee",
-    "not assessed yet": "#d9dde2",
-    "not measurable": "#d9dde2",
-    "not rated": "#d9dde2",
-}
+COLOURS = {"high": "#f4a09c", "medium": "#fbd38d", "low": "#b7e4c7", "warning": "#fbd38d", "error": "#f4a09c",
+           "info": "#d9dde2", "n/a": "#eeeeee", "not assessed yet": "#d9dde2",
+           "not measurable": "#d9dde2", "not rated": "#d9dde2"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;

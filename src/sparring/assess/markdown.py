@@ -55,7 +55,9 @@ def render_markdown(report: Mapping[str, Any], html: str = "report.html") -> str
         if c["status"] == "n/a":
             continue
         ids = describe({k: v for k, v in c.get("frameworks", {}).items() if k in ("atlas", "owasp")})
-        out.append(f"| {c['row']} / {c['column']} | {_clean(c['covers'])} | {_cell_status(c)} | {_figure(c)} | {ids} |")
+        out.append(
+            f"| {c['row']} / {c['column']} | {_clean(c['covers'])} | {_cell_status(c)} | {_figure(c)} | {ids} |"
+        )
     gates = report.get("fail_on") or []
     if gates:
         out += ["", "**Gates**"]

@@ -137,8 +137,8 @@ def prepare(config: BaseConfig, log: Callable[[str], None] = print) -> Context:
         sums_to_one = torch.allclose(sums, torch.ones_like(sums), atol=1e-3) and bool((scores >= -1e-4).all())
         if m.onnx_output == "probabilities" and not sums_to_one:
             raise InputError(
-                f'onnx_output = "probabilities", but the model\'s outputs are not probabilities (the first row '
-                f'sums to {float(sums[0]):.4g}): set [model] onnx_output = "logits" or export a softmax'
+                f"onnx_output = \"probabilities\", but the model's outputs are not probabilities (the first row "
+                f"sums to {float(sums[0]):.4g}): set [model] onnx_output = \"logits\" or export a softmax"
             )
         ctx.loaded.reset_queries()
     elif m.endpoint is not None:

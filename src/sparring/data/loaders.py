@@ -75,7 +75,8 @@ def _has_header(p: Path, fields: list[str], header: bool | None) -> bool:
     if not any(numeric):
         return True
     raise InputError(
-        f"{p}: line 1 mixes names and numbers ({', '.join(fields[:4])}, ...); set [data] header = true or false"
+        f"{p}: line 1 mixes names and numbers ({', '.join(fields[:4])}, ...); "
+        "set [data] header = true or false"
     )
 
 

@@ -50,7 +50,9 @@ def feature_layer(model: nn.Module) -> str:
 
 
 @contextmanager
-def capture(model: nn.Module, layer: str, edit: Callable[[Tensor], Tensor] | None = None) -> Iterator[list[Tensor]]:
+def capture(
+    model: nn.Module, layer: str, edit: Callable[[Tensor], Tensor] | None = None
+) -> Iterator[list[Tensor]]:
     """Within the context, each forward pass appends ``layer``'s output (its input, for ``name:input``) to the list.
 
     The output is appended as computed (not detached, not flattened). With ``edit`` the layer
@@ -70,7 +72,9 @@ def capture(model: nn.Module, layer: str, edit: Callable[[Tensor], Tensor] | Non
         return (first, *inputs[1:]) if edit is not None else None
 
     module = find_layer(model, layer)
-    handle = module.register_forward_pre_hook(pre_hook) if layer.endswith(INPUT) else module.register_forward_hook(hook)
+    handle = (
+        module.register_forward_pre_hook(pre_hook) if layer.endswith(INPUT) else module.register_forward_hook(hook)
+    )
     try:
         yield captured
     finally:

@@ -41,7 +41,9 @@ def import_factory(spec: str, search: str | Path | None = None) -> Any:
     return fn
 
 
-def load_torch_model(factory: str, weights: str | Path | None = None, search: str | Path | None = None) -> nn.Module:
+def load_torch_model(
+    factory: str, weights: str | Path | None = None, search: str | Path | None = None
+) -> nn.Module:
     """Build ``factory()`` and, if given, load its weights from a ``.safetensors`` file."""
     from safetensors.torch import load_file
 

@@ -85,7 +85,9 @@ class TorchClassifier(Classifier):
         self._ensure_layout(x)
         out = functional_call(self.model, self._state(), (x,))
         if out.dim() != 2 or out.shape[1] != self.num_classes:
-            raise InputError(f"model returned shape {tuple(out.shape)}, expected [N, {self.num_classes}] logits")
+            raise InputError(
+                f"model returned shape {tuple(out.shape)}, expected [N, {self.num_classes}] logits"
+            )
         return out
 
     def _logits(self, x: Tensor) -> Tensor:

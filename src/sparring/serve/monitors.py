@@ -15,9 +15,11 @@ a client-supplied header).
   joins the set when that distance exceeds the set's mean minus one standard deviation. Benign
   queries give roughly normally distributed distances; synthetic extraction queries do not. A
   Shapiro-Wilk W below ``delta`` raises the alarm (default 0.95; set it from benign traffic of
-  the deployment). On digits, Jacobian-augmentation queries gave W 0.87-0.94 and held-out
-  natural queries 0.965-0.978 (two models). Natural-image (Knockoff-style) queries are known
-  to evade it (Atli et al., 2020).
+  the deployment). On digits, sparring's Jacobian augmentation (10 seeds, requests of 10)
+  raised the alarm after 60 queries (four seed sets, an mlp and a small CNN); 500 held-out
+  natural queries in order kept W >= 0.968 on the mlp but dipped to 0.943 on the small CNN
+  (a false alarm at the default). Natural (Knockoff-style) queries are known to evade it
+  (Atli et al., 2020): in-distribution Knockoff queries raised no PRADA alarm in 1,000 on digits.
 """
 
 from __future__ import annotations

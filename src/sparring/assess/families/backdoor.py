@@ -284,9 +284,8 @@ def victim_artefact(ctx: Context, sc: Scenario) -> Artefact[Victim]:
     def load(c: Context, folder: Path) -> Victim:
         meta = json.loads((folder / "victim.json").read_text())
         module = build(c.model_name, c.data.input_shape, c.data.num_classes, seed=c.seed)
-        student = TorchClassifier(
-            load_module(folder / "student.safetensors", module), c.data.input_shape, c.data.num_classes
-        )
+        student = TorchClassifier(load_module(folder / "student.safetensors", module), c.data.input_shape,
+                                  c.data.num_classes)
         triggered = _source_images(c, _source(c, bd)) if bd.attack == "hidden_trigger" else c.test
         return Victim(student, load_poisoned(folder), float(meta["seconds"]), triggered, meta["reference"])
 
@@ -715,7 +714,7 @@ class BackdoorFamily(Family[BackdoorSpec, BackdoorResult]):
         if entry.attack != "blended" and len(ctx.data.input_shape) != 3:
             raise ConfigError(
                 f"backdoor[{index}]: {entry.attack} stamps a patch trigger on images [C, H, W]; the data is not "
-                'image-shaped (attack = "blended" blends a trigger into feature vectors)'
+                "image-shaped (attack = \"blended\" blends a trigger into feature vectors)"
             )
         if any(d in FEATURE_SPACE for d in [*entry.defences, *ctx.config.family_defences(self.key)]):
             try:

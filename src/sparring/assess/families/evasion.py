@@ -588,7 +588,9 @@ def curve_cost(key: str, r: EvasionCurveResult, base: EvasionCurveResult) -> Cos
     if r.detection is not None:
         note += f"; flags {r.detection.fpr:.1%} of clean inputs"
     before, after = rate_curve(base), rate_curve(r)
-    return CostRow(key, str(r.defence), before, after, base.clean_accuracy, r.clean_accuracy, seconds, note, r.query_ms)
+    return CostRow(
+        key, str(r.defence), before, after, base.clean_accuracy, r.clean_accuracy, seconds, note, r.query_ms
+    )
 
 
 def worst_case(results: Sequence[EvasionCurveResult]) -> list[dict[str, Any]]:

@@ -215,13 +215,8 @@ def run_artefact(ctx: Context, sc: Scenario, defence: str | None, attacked: bool
         )
 
     params = {**sc.params(), "defence": defence, "attacked": attacked}
-    return Artefact(
-        f"federated-{sc.label}-{defence or 'mean'}-{'attacked' if attacked else 'clean'}",
-        params,
-        make,
-        _store,
-        _restore,
-    )
+    return Artefact(f"federated-{sc.label}-{defence or 'mean'}-{'attacked' if attacked else 'clean'}", params, make,
+                    _store, _restore)
 
 
 def _figures(fc: FederatedSpec, r: FederatedResult) -> dict[str, float]:

@@ -223,7 +223,11 @@ class PoisoningFamily(Family[PoisoningSpec, PoisoningResult]):
     rules = {TRAIN_AVAILABILITY: RULE}
     defences = (Defences("data", ("knn_label_consistency",), summary="k-NN label consistency; cost on the clean set"),)
     attacks = tuple(POISONING_ATTACKS)
-    smoke = {"poisoning": [{"fraction": [0.3], "model": "logistic_regression", "defences": ["knn_label_consistency"]}]}
+    smoke = {
+        "poisoning": [
+            {"fraction": [0.3], "model": "logistic_regression", "defences": ["knn_label_consistency"]}
+        ]
+    }
 
     def label(self, entry: PoisoningSpec) -> str:
         return f"{entry.attack}-{entry.victim}" if entry.victim != "target" else entry.attack

@@ -303,7 +303,8 @@ class RedundancyFamily(Family[RedundancySpec, RedundancyResult]):
             defence=sc.defence,
             defence_type="training" if sc.defence else None,
             params=sc.params(),
-            model=(f"{spec.partitions} x {kind} on hash partitions" if sc.defence else kind) + f", {n_poisons} poisons",
+            model=(f"{spec.partitions} x {kind} on hash partitions" if sc.defence else kind)
+            + f", {n_poisons} poisons",
             clean_accuracy=accuracy(target, clean_x, clean_y),
             samples=len(clean_x),
             asr=asr,

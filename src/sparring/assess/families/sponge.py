@@ -286,16 +286,8 @@ def _html(results: list[dict[str, Any]]) -> str:
             ]
             for d in defended
         ]
-        header = [
-            "defence",
-            "cost",
-            "budget",
-            "worst case before",
-            "worst case after",
-            "false triggers",
-            "accuracy",
-            "worst-case latency after",
-        ]
+        header = ["defence", "cost", "budget", "worst case before", "worst case after", "false triggers",
+                  "accuracy", "worst-case latency after"]
         out.append(table(header, body))
     out.append(
         '<p class="muted">Energy: Shumailov et al.\'s ASIC model (1950 pJ per DRAM access, 3.7 pJ per '
@@ -349,7 +341,7 @@ class SpongeFamily(Family[SpongeSpec, SpongeScenarioResult]):
         if ctx.loaded is not None and not isinstance(ctx.loaded, TorchClassifier):
             raise ConfigError(
                 f"sponge[{index}].cost: 'energy' hooks the layers of a PyTorch model; the loaded model is "
-                f'{type(ctx.loaded).__name__} (use cost = "exits")'
+                f"{type(ctx.loaded).__name__} (use cost = \"exits\")"
             )
         module = ctx.loaded.model if isinstance(ctx.loaded, TorchClassifier) else ctx.build_model()
         try:

@@ -96,13 +96,8 @@ def _html(results: list[dict[str, Any]]) -> str:
                 str(r["n_samples"]),
             ]
         )
-    header = [
-        "poisoning",
-        "energy ratio (clean → poisoned model)",
-        "post-activation density",
-        "clean accuracy",
-        "inputs",
-    ]
+    header = ["poisoning", "energy ratio (clean → poisoned model)", "post-activation density", "clean accuracy",
+              "inputs"]
     out.append(table(header, rows))
     return "".join(out)
 

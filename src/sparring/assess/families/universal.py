@@ -182,7 +182,9 @@ class UniversalCurveResult(EvasionCurveResult):
 def build_attack(ev: UniversalSpec, budget: float, seed: int) -> UniversalAttack[Universal]:
     """The entry's attack at one eps (or area)."""
     if ev.attack == "patch":
-        settings = ev.model_dump(include={"steps", "batch_size", "scale", "rotation", "brightness", "target"})
+        settings = ev.model_dump(
+            include={"steps", "batch_size", "scale", "rotation", "brightness", "target"}
+        )
         return UNIVERSAL_ATTACKS.build("patch", **settings, area=budget, seed=seed)
     settings = ev.model_dump(include={"norm", "epochs", "batch_size", "target"})
     return UNIVERSAL_ATTACKS.build(ev.attack, **settings, eps=budget, seed=seed)

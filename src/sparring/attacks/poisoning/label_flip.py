@@ -82,7 +82,6 @@ class TargetedLabelFlip(Params):
         chosen = candidates[torch.randperm(len(candidates), generator=g)[:n_flip]]
         return _flipped(train, chosen, torch.full((n_flip,), self.target, dtype=torch.long), "targetflip")
 
-
 #: Where :class:`LossLabelFlip` sends a flipped label.
 FLIP_TO = ("least_likely", "second_likely")
 
