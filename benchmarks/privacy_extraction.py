@@ -99,7 +99,7 @@ def _agreement(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float
         return float((torch.cat([model(b).argmax(1) for b in x.split(500)]) == labels).float().mean())
 
 
-def knockoff(budgets: list[int], epochs: int, rid: str) -> None:
+def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True) -> None:
     from sklearn.cluster import KMeans
 
     train, test = split("mnist5k", 0.2, seed=0)
@@ -120,11 +120,17 @@ def knockoff(budgets: list[int], epochs: int, rid: str) -> None:
         ("in_distribution", "top_k:3", "random"),
         ("other", "probabilities", "random"),
     ]
+    if not with_other:
+        cases = [c for c in cases if c[0] != "other"]
     for pool_name, access, sampling in cases:
         pool = pools[pool_name]
         # ART has no top-k access: its lines are left out there; its adaptive strategy needs a group per
         # pool input, so it gets the k-means clusters sparring's adaptive strategy computes
-        art_kinds = {"random": ("copycat", "knockoff_random"), "adaptive": ("knockoff_adaptive",)}[sampling]
+        art_kinds: tuple[str, ...] = {"random": ("copycat", "knockoff_random"), "adaptive": ("knockoff_adaptive",)}[
+            sampling
+        ]
+        if (pool_name, access) != ("in_distribution", "probabilities"):
+            art_kinds = art_kinds[-1:]  # ART's CopycatCNN selects the same inputs as its random KnockoffNets
         if access.startswith("top_k"):
             art_kinds = ()
         groups = None
@@ -166,8 +172,15 @@ def knockoff(budgets: list[int], epochs: int, rid: str) -> None:
                 row["fidelity_ratio_vs_art_knockoff"] = ratio(p.fidelity or 0.0, row[peer]["fidelity"])
             previous = p.seconds
             emit(NAME, row, rid)
+
+
+def hardened(budgets: list[int], epochs: int, rid: str) -> None:
+    """sparring's attacker with probabilities and with labels against the victim behind reverse sigmoid."""
+    train, test = split("mnist5k", 0.2, seed=0)
+    model, _, _ = trained_model(train, "small_cnn", epochs=8, seed=0)
+    victim = TorchClassifier(model, train.input_shape, train.num_classes)
     defended = HARDENING.build("reverse_sigmoid:5").wrap(victim)
-    pool = pools["in_distribution"]
+    pool = query_pool("in_distribution", (1, 28, 28), max(budgets), 0, held_out=train.x)
     for access in ("probabilities", "labels"):
         r = KnockoffNets(access=access, architecture="small_cnn", epochs=epochs, seed=0).steal(
             defended, budgets, pool=pool, test=test
@@ -271,14 +284,19 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", choices=["equation_solving", "knockoff", "sampling"], default=None)
+    ap.add_argument(
+        "--only", choices=["equation_solving", "knockoff", "reverse_sigmoid", "sampling"], default=None
+    )
+    ap.add_argument("--no-other-pool", action="store_true", help="leave out the digits pool's knockoff lines")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rid = run_id()
     if args.only in (None, "equation_solving"):
         equation_solving(rid)
     if args.only in (None, "knockoff"):
-        knockoff(sorted(args.budgets), args.epochs, rid)
+        knockoff(sorted(args.budgets), args.epochs, rid, with_other=not args.no_other_pool)
+    if args.only in (None, "reverse_sigmoid"):
+        hardened(sorted(args.budgets), args.epochs, rid)
     if args.only in (None, "sampling"):
         adaptive(sorted(args.budgets)[:2], args.epochs, rid)
 

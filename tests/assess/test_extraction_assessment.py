@@ -79,3 +79,19 @@ def test_image_pools_are_refused_for_tabular_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="image inputs"):
         assess(parse_config(cfg), tmp_path / "out", log=lambda s: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stolen_copy_is_a_stepping_stone_to_transfer_evasion(tmp_path: Path) -> None:
+    cfg = {"data": {"dataset": "digits"}, "model": {"epochs": 8, "architecture": "mlp"}}
+    entry = {"budgets": [300], "access": ["probabilities"], "epochs": 10, "transfer": True, "transfer_samples": 300}
+    report, failed = assess(parse_config({**cfg, "extraction": [entry]}), tmp_path, log=lambda s: None)
+    assert not failed
+    r = FAMILY.load(report["scenarios"]["extraction.knockoff-in_distribution"])
+    t = r.transfer
+    assert t is not None and t.n == 300 and t.eps == 0.3 and t.white_box_success is not None
+    # PGD crafted on the stolen copy alone drives the model's accuracy far below clean
+    assert 1.0 - t.stolen_success < t.clean_accuracy - 0.4
+    assert t.white_box_success >= t.stolen_success - 0.05 and t.independent_success > 0.2
+    figures = FAMILY.figures("x", r)
+    assert figures["x.transfer_success"] == t.stolen_success and "x.transfer_white_box_success" in figures
+    assert "success from stolen copy" in (tmp_path / "report.html").read_text()

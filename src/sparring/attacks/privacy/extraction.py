@@ -178,10 +178,11 @@ class KnockoffNets(ExtractionAttack):
 
     A surrogate is trained for at least ``steps`` optimiser steps (more epochs when few
     answers fill few batches: a fixed number of passes over 250 answers is 40 steps, far from
-    converged) and, with ``augment="auto"`` on image inputs, on the answered queries moved by
-    random translations of up to 1/14 of their side (2 pixels on 28x28; Simard et al., ICDAR
-    2003) with the answer to the unmoved query as the target: the attacker's own data
-    augmentation, which costs no queries. ``steps=0`` and ``augment=None`` train for exactly
+    converged) and, with ``augment="auto"`` on images of at least 14 pixels a side, on the
+    answered queries moved by random translations of up to 1/14 of their side (2 pixels on
+    28x28; Simard et al., ICDAR 2003) with the answer to the unmoved query as the target: the
+    attacker's own data augmentation, which costs no queries (on smaller images one pixel is
+    too coarse a move to keep the label, and they are not augmented). ``steps=0`` and ``augment=None`` train for exactly
     ``epochs`` on the answers as they are.
     """
 
@@ -229,9 +230,8 @@ class KnockoffNets(ExtractionAttack):
         """The augmentation spec the surrogate trains with on inputs of ``input_shape``."""
         if self.augment != "auto":
             return self.augment
-        if len(input_shape) != 3:
-            return None
-        return f"shift:{max(1, round(min(input_shape[1:]) / 14))}"
+        side = min(input_shape[1:]) if len(input_shape) == 3 else 0
+        return f"shift:{side // 14}" if side >= 14 else None
 
     def _ask(self, classifier: Classifier, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """The victim's labels for ``x`` and, with score access, the probability rows to train on."""
