@@ -55,7 +55,10 @@ def test_privacy_example_covers_membership_and_extraction_in_depth() -> None:
         assert key in keys, key
     assert "extraction.knockoff-in_distribution+reverse_sigmoid:5" in keys
     assert "extraction.knockoff-photos-adaptive" in keys and "extraction.knockoff-noise" in keys
+    from sparring.assess.families.extraction import ExtractionSpec
+
     first = cfg.entries("extraction")[0]
+    assert isinstance(first, ExtractionSpec)
     assert max(first.budgets) == 5000 and "top_k:3" in first.access and first.transfer
 
 

@@ -8,8 +8,9 @@ The rated figure is the fidelity at the largest budget: agreement with the model
 on the test split (Jagielski et al., USENIX Security 2020). Each access mode of an entry
 runs when the deployment still allows it, and a defence is judged by the strongest of them:
 reverse sigmoid (Lee et al., 2019) misleads an attacker who distils probabilities but not one
-who trains on labels. The budget read-off is the largest budget below which every budget
-keeps the copy's fidelity under ``below``: a per-client query limit (ATLAS AML.M0004).
+who trains on labels. The budget read-off is the largest budget up to which every budget
+keeps the strongest copy's fidelity under ``below`` (and, with ``below_accuracy``, its task
+accuracy under that): a per-client query limit (ATLAS AML.M0004).
 
 With ``transfer = true`` the stolen copy is also used as a stepping stone (BSI): PGD crafted
 white-box on it is replayed on the model as deployed (Papernot et al., AsiaCCS 2017), beside
@@ -75,7 +76,8 @@ class ExtractionSpec(Entry):
     measured on the test split. ``access`` lists the Knockoff attacker's modes
     (``probabilities``, ``top_k:K``, ``labels``); ``equation_solving`` always uses scores
     and, where a defence hides them, a label-only Knockoff attacker on the training inputs
-    stands in. ``below`` is the fidelity of the query-limit read-off.
+    stands in. ``below`` is the fidelity of the query-limit read-off and ``below_accuracy``
+    (optional) the stolen task accuracy of a second one.
     """
 
     attack: str = "knockoff"
@@ -86,6 +88,7 @@ class ExtractionSpec(Entry):
     surrogate: str = "mlp"
     epochs: int = Field(30, ge=1)
     below: float = Field(0.9, gt=0.0, le=1.0)
+    below_accuracy: float | None = Field(None, gt=0.0, le=1.0)
     defences: list[str] = defences_field()
     #: Replay PGD crafted on the stolen copy against the model (the stepping stone to transfer attacks).
     transfer: bool = False
@@ -189,6 +192,10 @@ class ExtractionScenarioResult(ScenarioResult):
     safe_budget: int | None = None
     #: True when every budget of the entry stays below ``below`` (the read-off is a lower bound).
     safe_beyond: bool = False
+    #: The same read-off for the copy's task accuracy against ``below_accuracy`` (when configured).
+    below_accuracy: float | None = None
+    safe_budget_accuracy: int | None = None
+    safe_beyond_accuracy: bool = False
     seconds: float
     #: Wall time the output hardening adds per query, in ms (median of repeated timings).
     query_ms: float | None = None
@@ -218,11 +225,16 @@ def _run(r: ExtractionResult) -> ExtractionRun:
     )
 
 
-def read_off(runs: list[ExtractionRun], below: float) -> tuple[int | None, bool]:
-    """The largest budget up to which every budget keeps the strongest copy's fidelity below ``below``."""
+def read_off(runs: list[ExtractionRun], below: float, figure: str = "fidelity") -> tuple[int | None, bool]:
+    """The largest budget up to which every budget keeps the strongest copy's ``figure`` below ``below``.
+
+    ``figure`` is ``fidelity`` or ``accuracy``; at each budget the strongest of the runs that
+    applied counts. Returns ``(budget or None when the first budget already reaches it,
+    True when no budget of the entry reaches it: the read-off is then a lower bound)``.
+    """
     ran = [r for r in runs if r.applies]
     budgets = ran[0].budgets
-    best = [max(r.fidelity[i] for r in ran) for i in range(len(budgets))]
+    best = [max(getattr(r, figure)[i] for r in ran) for i in range(len(budgets))]
     safe: int | None = None
     for b, f in zip(budgets, best, strict=True):
         if f >= below:
@@ -335,6 +347,15 @@ def _transfer_html(results: Mapping[str, dict[str, Any]]) -> str:
     )
 
 
+def _read(budgets: list[int], safe: int | None, beyond: bool) -> str:
+    """A read-off as the report states it."""
+    if not budgets:
+        return "—"
+    if beyond:
+        return f"≥ {budgets[-1]:,} (every budget tried)"
+    return f"none (reached at {budgets[0]:,})" if safe is None else f"{safe:,}"
+
+
 def _html(results: Mapping[str, dict[str, Any]]) -> str:
     out = []
     rows = []
@@ -350,14 +371,12 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
             lines.append((f"accuracy ({tag_})", xs, run["accuracy"], "--", i))
         if lines:
             out.append(curve_plot(f"Model stealing: {key} ({name}, pool {r['pool']})", "victim queries", lines, "rate"))
-        safe = r.get("safe_budget")
-        budgets = r["runs"][0]["budgets"] if r["runs"] else []
-        if r.get("safe_beyond") and budgets:
-            read = f"≥ {budgets[-1]:,} (every budget tried)"
-        elif safe is None:
-            read = f"none (≥ {pct(r['below'])} at {budgets[0]:,})" if budgets else "—"
-        else:
-            read = f"{safe:,}"
+        budgets: list[int] = next((run["budgets"] for run in r["runs"] if run.get("applies", True)), [])
+        fid = _read(budgets, r.get("safe_budget"), r.get("safe_beyond", False))
+        read = esc(f"{fid} (fidelity < {pct(r['below'])})")
+        if r.get("below_accuracy") is not None:
+            acc = _read(budgets, r.get("safe_budget_accuracy"), r.get("safe_beyond_accuracy", False))
+            read += "<br>" + esc(f"{acc} (accuracy < {pct(r['below_accuracy'])})")
         rows.append(
             [
                 esc(key),
@@ -367,7 +386,7 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
                 pct(r["stolen_accuracy"]),
                 pct(r["fidelity"]),
                 pct(r["clean_accuracy"]),
-                esc(f"{read} (fidelity < {pct(r['below'])})"),
+                read,
             ]
         )
     header = [
@@ -389,8 +408,8 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
         muted(
             "Fidelity is agreement with the model's labels on the test split (Jagielski et al., USENIX Security "
             "2020); a defence is rated by the strongest access mode that still runs against it. The read-off is "
-            "the largest budget at which (and below which) the copy stays under the chosen fidelity: a per-client "
-            "query limit."
+            "the largest budget at which (and below which) the strongest copy stays under the chosen fidelity (or "
+            "accuracy): a per-client query limit to configure at serving time."
         )
     )
     out.append(_transfer_html(results))
@@ -479,6 +498,9 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
         transfer = stepping_stone(ctx, e, target, clf, copies[top]) if e.transfer else None
         victim_acc = accuracy(clf, ctx.test.x, ctx.test.y)
         safe, beyond = read_off(runs, e.below)
+        safe_acc, beyond_acc = (None, False)
+        if e.below_accuracy is not None:
+            safe_acc, beyond_acc = read_off(runs, e.below_accuracy, "accuracy")
         return ExtractionScenarioResult(
             kind=self.key,
             attack=e.attack,
@@ -497,6 +519,9 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
             below=e.below,
             safe_budget=safe,
             safe_beyond=beyond,
+            below_accuracy=e.below_accuracy,
+            safe_budget_accuracy=safe_acc,
+            safe_beyond_accuracy=beyond_acc,
             seconds=sum(runs[i].seconds for i in ran),
             query_ms=query_ms,
             transfer=transfer,
@@ -527,6 +552,8 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
         }
         if result.safe_budget is not None:
             out[f"{key}.safe_budget"] = float(result.safe_budget)
+        if result.safe_budget_accuracy is not None:
+            out[f"{key}.safe_budget_accuracy"] = float(result.safe_budget_accuracy)
         t = result.transfer
         if t is not None:
             out[f"{key}.transfer_success"] = t.stolen_success
@@ -536,7 +563,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
         return out
 
     def expected_figures(self, sc: Scenario) -> list[str]:
-        names = ["fidelity", "stolen_accuracy", "relative_accuracy", "queries", "safe_budget"]
+        names = ["fidelity", "stolen_accuracy", "relative_accuracy", "queries", "safe_budget", "safe_budget_accuracy"]
         if isinstance(sc.spec, ExtractionSpec) and sc.spec.transfer:
             names += ["transfer_success", "transfer_independent_success", "transfer_white_box_success"]
         return [f"{sc.key}.{n}" for n in names]
