@@ -87,6 +87,8 @@ class ExtractionSpec(Entry):
     access: list[str] = Field(default_factory=lambda: ["probabilities", "labels"], min_length=1)
     surrogate: str = "mlp"
     epochs: int = Field(30, ge=1)
+    #: Fewest optimiser steps a copy trains for (more epochs on few answers; see KnockoffNets).
+    steps: int = Field(400, ge=0)
     below: float = Field(0.9, gt=0.0, le=1.0)
     below_accuracy: float | None = Field(None, gt=0.0, le=1.0)
     defences: list[str] = defences_field()
@@ -259,7 +261,7 @@ def stepping_stone(
     # no early stop: an input pushed the whole way on the surrogate transfers better than a barely-flipped one
     pgd = PGD(eps=e.transfer_eps, steps=e.transfer_steps, early_stop=False, seed=ctx.seed)
     m = min(e.budgets[-1], len(ctx.train))
-    own = KnockoffNets(architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed).train_copy(
+    own = KnockoffNets(architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed, steps=e.steps).train_copy(
         deployed, ctx.train.x[:m], ctx.train.y[:m]
     )
     success: dict[str, float] = {}
@@ -429,7 +431,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
     rules = {TEST_PRIVACY: RULE}
     defences = (Defences("inference", registry=HARDENING, summary="output hardening"),)
     attacks = tuple(EXTRACTION_ATTACKS)
-    smoke = {"extraction": [{"budgets": [50, 100], "epochs": 5, "defences": ["reverse_sigmoid:5"]}]}
+    smoke = {"extraction": [{"budgets": [50, 100], "epochs": 5, "steps": 50, "defences": ["reverse_sigmoid:5"]}]}
 
     def label(self, entry: ExtractionSpec) -> str:
         if entry.attack != "knockoff":
@@ -470,7 +472,12 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
                 r = EquationSolving(seed=ctx.seed).steal(clf, e.budgets, test=ctx.test)
             else:
                 thief = KnockoffNets(
-                    access=mode, architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed, sampling=e.sampling
+                    access=mode,
+                    architecture=e.surrogate,
+                    epochs=e.epochs,
+                    seed=ctx.seed,
+                    sampling=e.sampling,
+                    steps=e.steps,
                 )
                 r = thief.steal(clf, e.budgets, pool=pool, test=ctx.test)
             copies[len(runs)] = r.surrogate
@@ -485,7 +492,9 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
                 (lo, hi),
                 ctx.train.x,
             )
-            thief = KnockoffNets(access="labels", architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed)
+            thief = KnockoffNets(
+                access="labels", architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed, steps=e.steps
+            )
             stolen = thief.steal(clf, e.budgets, pool=pool, test=ctx.test)
             copies[len(runs)] = stolen.surrogate
             note = "fallback: no requested access applies; label-only Knockoff"
