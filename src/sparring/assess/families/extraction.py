@@ -77,7 +77,9 @@ class ExtractionSpec(Entry):
     (``probabilities``, ``top_k:K``, ``labels``); ``equation_solving`` always uses scores
     and, where a defence hides them, a label-only Knockoff attacker on the training inputs
     stands in. ``below`` is the fidelity of the query-limit read-off and ``below_accuracy``
-    (optional) the stolen task accuracy of a second one.
+    (optional) the stolen task accuracy of a second one. ``transfer`` replays PGD
+    (``transfer_eps``, ``transfer_steps``, on the first ``transfer_samples`` test inputs)
+    crafted on the strongest stolen copy against the model (see :func:`stepping_stone`).
     """
 
     attack: str = "knockoff"
