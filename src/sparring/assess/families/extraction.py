@@ -320,7 +320,7 @@ def _transfer_html(results: Mapping[str, dict[str, Any]]) -> str:
             rows[-1][-1] += f" ({esc(t['note'])})"
     if not rows:
         return ""
-    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.55 * len(bars)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(bars)))
     kinds = ["clean", "from the stolen copy", "from an independent surrogate", "white-box"]
     height = 0.8 / len(kinds)
     for j, kind in enumerate(kinds):
@@ -328,7 +328,8 @@ def _transfer_html(results: Mapping[str, dict[str, Any]]) -> str:
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(bars))], [b[0] for b in bars], fontsize=7)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("model accuracy on the attacked test inputs")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     ax.set_title("Stepping stone: transfer evasion from the stolen copy")
     header = [
         "scenario",
