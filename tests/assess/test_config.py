@@ -60,6 +60,21 @@ def test_training_example_covers_every_training_data_family_and_defence() -> Non
     assert {p.victim for p in entries["poisoning"]} >= {"logistic_regression", "linear_svm", "target"}
 
 
+def test_privacy_example_covers_membership_and_extraction_in_depth() -> None:
+    cfg = load_config(EXAMPLES / "privacy.toml")
+    keys = [s.key for s in plan(cfg)]
+    assert len(keys) == len(set(keys))
+    for key in ("membership.rmia+dp_sgd:4", "membership.lira-online", "membership.loss_threshold+label_only"):
+        assert key in keys, key
+    assert "extraction.knockoff-in_distribution+reverse_sigmoid:5" in keys
+    assert "extraction.knockoff-photos-adaptive" in keys and "extraction.knockoff-noise" in keys
+    from sparring.assess.families.extraction import ExtractionSpec
+
+    first = cfg.entries("extraction")[0]
+    assert isinstance(first, ExtractionSpec)
+    assert max(first.budgets) == 5000 and "top_k:3" in first.access and first.transfer
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [

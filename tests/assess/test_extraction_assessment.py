@@ -40,6 +40,12 @@ def test_read_off_is_the_largest_budget_that_stays_below() -> None:
     assert read_off([run([0.3, 0.6, 0.95]), run([0.2, 0.85, 0.8])], 0.8) == (10, False)
     assert read_off([run([0.9, 0.9, 0.9])], 0.8) == (None, False)
     assert read_off([run([0.1, 0.2, 0.3])], 0.8) == (40, True)
+    mixed = ExtractionRun(
+        attack="knockoff", access="labels", budgets=[10, 20, 40], fidelity=[0.9] * 3, accuracy=[0.3] * 3
+    )
+    assert read_off([mixed], 0.8, "accuracy") == (40, True) and read_off([mixed], 0.8) == (None, False)
+    skipped = ExtractionRun(attack="knockoff", access="probabilities", applies=False)
+    assert read_off([skipped, run([0.5, 0.7, 0.9])], 0.8) == (20, False)  # runs that did not apply are ignored
 
 
 def test_the_family_judges_each_defence_by_the_strongest_attack(tmp_path: Path) -> None:
@@ -79,3 +85,30 @@ def test_image_pools_are_refused_for_tabular_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="image inputs"):
         assess(parse_config(cfg), tmp_path / "out", log=lambda s: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stolen_copy_is_a_stepping_stone_to_transfer_evasion(tmp_path: Path) -> None:
+    cfg = {"data": {"dataset": "digits"}, "model": {"epochs": 8, "architecture": "mlp"}}
+    entry = {
+        "budgets": [300],
+        "access": ["probabilities"],
+        "epochs": 10,
+        "transfer": True,
+        "transfer_samples": 300,
+        "below": 0.5,
+        "below_accuracy": 0.99,
+    }
+    report, failed = assess(parse_config({**cfg, "extraction": [entry]}), tmp_path, log=lambda s: None)
+    assert not failed
+    r = FAMILY.load(report["scenarios"]["extraction.knockoff-in_distribution"])
+    t = r.transfer
+    assert t is not None and t.n == 300 and t.eps == 0.3 and t.white_box_success is not None
+    # PGD crafted on the stolen copy alone drives the model's accuracy far below clean
+    assert 1.0 - t.stolen_success < t.clean_accuracy - 0.4
+    assert t.white_box_success >= t.stolen_success - 0.05 and t.independent_success > 0.2
+    figures = FAMILY.figures("x", r)
+    assert figures["x.transfer_success"] == t.stolen_success and "x.transfer_white_box_success" in figures
+    assert (r.safe_budget, r.safe_beyond) == (None, False)  # the copy agrees on more than half at 300 queries
+    assert (r.safe_budget_accuracy, r.safe_beyond_accuracy) == (300, True) and r.stolen_accuracy < 0.99
+    html = (tmp_path / "report.html").read_text()
+    assert "success from stolen copy" in html and "none (reached at 300)" in html and "accuracy &lt;" in html

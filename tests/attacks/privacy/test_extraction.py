@@ -128,6 +128,34 @@ def test_offline_query_pools_fit_the_input(shape: tuple[int, int, int]) -> None:
     assert np.isfinite(query_pool("other", shape, 5).numpy()).all()
 
 
+def test_a_short_pool_is_topped_up_with_shifted_copies() -> None:
+    held = torch.zeros(30, 1, 28, 28)
+    held[:, :, 10:18, 10:18] = 1.0  # a square the shifts move
+    x = query_pool("in_distribution", (1, 28, 28), 100, seed=0, held_out=held)
+    assert x.shape == (100, 1, 28, 28)
+    assert torch.equal(x[:30], held)  # the natural images first, then copies moved by up to 2 pixels
+    moved = (x[30:] != held[:1]).flatten(1).any(dim=1)
+    assert float(moved.float().mean()) > 0.5
+    assert torch.allclose(x[30:].sum(dim=(1, 2, 3)), torch.full((70,), 64.0))  # shifted, not cropped
+    assert query_pool("in_distribution", (5,), 100, held_out=torch.rand(30, 5)).shape == (30, 5)  # no images
+
+
+def test_training_a_few_answers_for_enough_steps_steals_more(
+    split: tuple[Dataset, Dataset, Dataset], victim: TorchClassifier
+) -> None:
+    _, held_out, test = split
+    fid = {}
+    for name, thief in (("plain", KnockoffNets(steps=0, augment=None)), ("recipe", KnockoffNets())):
+        r = thief.steal(victim, 100, pool=held_out.x, test=test)
+        fid[name] = r.curve[0].fidelity
+    assert fid["plain"] is not None and fid["recipe"] is not None
+    assert fid["recipe"] > fid["plain"] + 0.05
+    with pytest.raises(ConfigError, match="steps"):
+        KnockoffNets(steps=-1)
+    with pytest.raises(ConfigError, match="augment"):
+        KnockoffNets(augment="rotate:3")
+
+
 def test_adaptive_sampling_finds_the_useful_part_of_a_mixed_pool(
     split: tuple[Dataset, Dataset, Dataset], victim: TorchClassifier
 ) -> None:
@@ -143,7 +171,8 @@ def test_adaptive_sampling_finds_the_useful_part_of_a_mixed_pool(
     fid = {}
     for sampling in ("random", "adaptive"):
         victim.reset_queries()
-        r = KnockoffNets(sampling=sampling).steal(victim, 300, pool=mixed, test=test)
+        # the plain training recipe, so the comparison is of the sampling alone
+        r = KnockoffNets(sampling=sampling, steps=0, augment=None).steal(victim, 300, pool=mixed, test=test)
         assert r.queries == 300
         fid[sampling] = r.curve[0].fidelity
     assert fid["random"] is not None and fid["adaptive"] is not None
