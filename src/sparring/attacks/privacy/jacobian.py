@@ -73,7 +73,11 @@ class JacobianAugmentation(ExtractionAttack):
         self.seed = check_seed(seed)
 
     def _trainer(self) -> KnockoffNets:
-        """Surrogate training on labels is Knockoff's label-only training (one loop for both)."""
+        """Surrogate training on labels is Knockoff's label-only training (one loop for both).
+
+        As Papernot et al. train it: ``epochs`` passes over the set as it is, without Knockoff's
+        floor on optimiser steps or its shifted copies (the augmentation here is the Jacobian's).
+        """
         return KnockoffNets(
             access="labels",
             architecture=self.architecture,
@@ -81,6 +85,8 @@ class JacobianAugmentation(ExtractionAttack):
             batch_size=self.batch_size,
             lr=self.lr,
             seed=self.seed,
+            steps=0,
+            augment=None,
         )
 
     def augment(self, surrogate: torch.nn.Module, x: Tensor, labels: Tensor, bounds: tuple[float, float]) -> Tensor:
@@ -111,7 +117,7 @@ class JacobianAugmentation(ExtractionAttack):
         x = pool[torch.randperm(len(pool), generator=g)[: min(self.seeds, n)]]
         y = victim_labels(classifier, x)
         while len(x) < n:
-            interim = trainer._train(classifier, x, y, None, self.epochs)
+            interim = trainer._train(classifier, x, y, None, self.epochs, trainer.steps)
             grown = self.augment(interim, x, y, classifier.bounds)[: n - len(x)]
             x = torch.cat([x, grown])
             y = torch.cat([y, victim_labels(classifier, grown)])
@@ -121,7 +127,7 @@ class JacobianAugmentation(ExtractionAttack):
         surrogate: Classifier | None = None
         for b in budgets:
             m = min(b, len(x))
-            trained = trainer._train(classifier, x[:m], y[:m], None, self.epochs)
+            trained = trainer._train(classifier, x[:m], y[:m], None, self.epochs, trainer.steps)
             surrogate = TorchClassifier(
                 trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds
             )
