@@ -33,6 +33,41 @@ from torch import Tensor
 from sparring.errors import ConfigError
 
 
+class _Rows:
+    """A client's remembered queries as one tensor: appended in place, the oldest overwritten past ``limit``.
+
+    The monitors compare each query with everything remembered; keeping the rows in one
+    preallocated tensor spares a copy of the whole history per query (a list stacked anew
+    each time cost more than the model's forward pass).
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self._data: Tensor | None = None
+        self._n = 0  # rows filled
+        self._next = 0  # where the next row goes once the ring is full
+
+    def __len__(self) -> int:
+        return self._n
+
+    def view(self) -> Tensor:
+        """The remembered rows (in no particular order once the ring has wrapped)."""
+        assert self._data is not None
+        return self._data[: self._n]
+
+    def append(self, q: Tensor) -> None:
+        if self._data is None:
+            self._data = q.new_empty((self.limit or 16, q.numel()))
+        if self.limit is not None and self._n == self.limit:
+            self._data[self._next] = q
+            self._next = (self._next + 1) % self.limit
+            return
+        if self._n == len(self._data):  # grow (append-only sets: PRADA's)
+            self._data = torch.cat([self._data, torch.empty_like(self._data)])
+        self._data[self._n] = q
+        self._n += 1
+
+
 class StatefulDetector:
     """Alarm when a client's query lies closer than ``threshold`` (mean k-NN L2 distance) to its recent queries."""
 
@@ -40,18 +75,18 @@ class StatefulDetector:
         if k < 1 or history < k:
             raise ConfigError(f"need 1 <= k <= history, got k={k}, history={history}")
         self.k, self.threshold, self.history = k, threshold, history
-        self._seen: dict[str, deque[Tensor]] = defaultdict(lambda: deque(maxlen=self.history))
+        self._seen: dict[str, _Rows] = defaultdict(lambda: _Rows(self.history))
 
-    def _distance(self, past: list[Tensor], q: Tensor) -> float | None:
+    def _distance(self, past: Tensor, q: Tensor) -> float | None:
         if len(past) < self.k:
             return None
-        d = torch.cdist(q[None], torch.stack(past)).flatten()
+        d = torch.cdist(q[None], past).flatten()
         return float(d.topk(self.k, largest=False).values.mean())
 
     def calibrate(self, benign: Tensor, percentile: float = 0.1) -> float:
         """Set the threshold at ``percentile`` % of the k-NN distances of benign queries in order; returns it."""
         flat = benign.flatten(1).float()
-        dists = [self._distance(list(flat[:i]), flat[i]) for i in range(len(flat))]
+        dists = [self._distance(flat[max(0, i - self.history) : i], flat[i]) for i in range(len(flat))]
         values = np.array([d for d in dists if d is not None])
         if len(values) == 0:
             raise ConfigError(f"calibration needs more than k={self.k} benign queries")
@@ -63,14 +98,14 @@ class StatefulDetector:
         if self.threshold is None:
             raise ConfigError("the stateful detector needs a threshold: calibrate it on benign queries")
         alarm = None
+        seen = self._seen[client]
         for q in x.flatten(1).float():
-            past = list(self._seen[client])
-            d = self._distance(past, q)
+            d = self._distance(seen.view(), q) if len(seen) else None
             if alarm is None and d is not None and d < self.threshold:
                 alarm = (
                     f"stateful detector: query {d:.3g} from its {self.k} nearest earlier ones (< {self.threshold:.3g})"
                 )
-            self._seen[client].append(q)
+            seen.append(q)
         return alarm
 
 
@@ -81,7 +116,7 @@ class Prada:
         if not 0 < delta < 1 or min_queries < 3:
             raise ConfigError(f"PRADA needs 0 < delta < 1 and min_queries >= 3, got {delta}, {min_queries}")
         self.delta, self.min_queries = delta, min_queries
-        self._growing: dict[tuple[str, int], list[Tensor]] = defaultdict(list)
+        self._growing: dict[tuple[str, int], _Rows] = defaultdict(_Rows)
         self._set_dists: dict[tuple[str, int], list[float]] = defaultdict(list)
         self._dists: dict[str, list[float]] = defaultdict(list)
 
@@ -93,7 +128,7 @@ class Prada:
             if not grown:
                 grown.append(q)
                 continue
-            d = float(torch.cdist(q[None], torch.stack(grown)).min())
+            d = float(torch.cdist(q[None], grown.view()).min())
             self._dists[client].append(d)
             known = self._set_dists[key]
             bar = float(np.mean(known) - np.std(known)) if known else 0.0
