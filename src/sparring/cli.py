@@ -1,7 +1,8 @@
 """The ``sparring`` command line.
 
 Exit codes: 0 done, 1 a ``--fail-on`` gate failed, 2 bad input (one line saying what to fix;
-nothing written), 3 an internal error (one line; the traceback goes to ``OUT/.work/error.log``).
+nothing written), 3 an internal error (one line; the traceback goes to ``OUT/.work/error.log``) or an
+incomplete run (some scenarios failed, e.g. on a bug or a deployment's quota; the report lists them).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparring import __version__
-from sparring.errors import SparringError
+from sparring.errors import SparringError, TasksFailed
 
 if TYPE_CHECKING:
     from sparring.assess.spec import BaseConfig
@@ -301,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sparring: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except TasksFailed as e:  # the report was written; a task met a bug or, e.g., a deployment's quota
+        print(f"sparring: incomplete: {_first_line(e)}", file=sys.stderr)
+        return EXIT_INTERNAL
     except Exception as e:  # a bug, not bad input: one line here, the traceback in a log file
         log = _error_log(getattr(args, "out", None))
         print(f"sparring: internal error: {type(e).__name__}: {_first_line(e)} (traceback: {log})", file=sys.stderr)

@@ -32,6 +32,14 @@ class QueryBudgetExceeded(SparringError, RuntimeError):
     """A query budget was spent."""
 
 
+class TasksFailed(Exception):
+    """Some tasks of an assessment raised; the others' results were kept and the report lists the failures.
+
+    Not a :class:`SparringError`: the run was not refused, it is incomplete (exit code 3),
+    whether a task met a bug or a deployment's limit.
+    """
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -16,11 +16,11 @@ from sparring.assess.executor import (
     ProcessExecutor,
     RayExecutor,
     Task,
-    TasksFailed,
     run_task,
 )
 from sparring.assess.families import BY_KEY
 from sparring.cli import main
+from sparring.errors import TasksFailed
 
 CONFIG: dict[str, Any] = {
     "data": {"dataset": "digits", "test_fraction": 0.25},

@@ -153,6 +153,27 @@ def test_an_internal_error_exits_3_with_one_line_and_a_log(
     assert "Traceback" in (out / ".work" / "error.log").read_text()
 
 
+def test_a_scenario_stopped_by_a_quota_is_an_incomplete_run_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sparring.assess.families import BY_KEY
+    from sparring.cli import main
+    from sparring.errors import QueryBudgetExceeded
+
+    config, base = project(tmp_path)
+    (base / "c.toml").write_text(toml(config))
+
+    def stopped(*_args: Any, **_kwargs: Any) -> Any:
+        raise QueryBudgetExceeded("http://127.0.0.1:8080: quota of 100 queries spent")
+
+    monkeypatch.setattr(BY_KEY["evasion"], "run", stopped)
+    out = tmp_path / "out"
+    assert main(["assess", str(base / "c.toml"), "--out", str(out), "--quiet"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("sparring: incomplete:") and "quota of 100" in err
+    assert "internal error" not in err and (out / "report.json").is_file()
+
+
 def toml(config: dict[str, Any]) -> str:
     """A config dict as TOML (tables, then arrays of tables)."""
 

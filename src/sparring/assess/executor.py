@@ -62,10 +62,6 @@ class Outcome:
     seconds: float
 
 
-class TasksFailed(Exception):
-    """Some tasks raised; the others' results were kept and the report lists the failures."""
-
-
 class Executor(ABC):
     """Runs scenarios; results keyed by scenario key; failed tasks in :attr:`failures` (task id -> error)."""
 

@@ -12,7 +12,7 @@ import torch
 from sparring import __version__
 from sparring.assess.config import load_config
 from sparring.assess.context import Context, write_json_atomic
-from sparring.assess.executor import Executor, LocalExecutor, TasksFailed
+from sparring.assess.executor import Executor, LocalExecutor
 from sparring.assess.families import BY_KEY, FAMILIES
 from sparring.assess.family import Scenario
 from sparring.assess.gates import check_gates, parse_gate
@@ -24,7 +24,7 @@ from sparring.assess.report import build_report
 from sparring.assess.spec import BaseConfig
 from sparring.assess.store import ResultStore
 from sparring.data import Dataset
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, TasksFailed
 from sparring.metrics import accuracy, rate_interval
 from sparring.models import Classifier
 
