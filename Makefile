@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
-	SPARRING_PROGRESS=0 $(VENV)/bin/pytest
+	SPARRING_PROGRESS=0 $(VENV)/bin/pytest -n 2 --dist loadfile   # two workers, one file each at a time
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/evasion_pgd.py --threads 1
