@@ -24,7 +24,7 @@ a client-supplied header).
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 
 import numpy as np
 import torch
