@@ -132,6 +132,8 @@ class TrainConfig:
     progress: bool | None = None
     augment: str | None = None
     mix: str | None = None
+    #: Cross-entropy against labels smoothed by this much (Szegedy et al., CVPR 2016); 0: none.
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -142,6 +144,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.augment is not None:
@@ -210,8 +214,8 @@ def fit(
     soft = _check_soft_targets(soft_targets, len(data))
     mix_g = torch.Generator().manual_seed(cfg.seed + 2)
     mix_rng = np.random.default_rng(cfg.seed + 2)
-    per_sample = nn.CrossEntropyLoss(reduction="none")
-    loss_fn = nn.CrossEntropyLoss()
+    per_sample = nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     losses: list[float] = []
     start = time.perf_counter()
     n = len(data)

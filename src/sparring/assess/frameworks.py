@@ -144,6 +144,10 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "membership.reverse_sigmoid": ("AML.M0002",),
     # differentially private training bounds what any one record can change: a hardened model
     "membership.dp_sgd": ("AML.M0003",),
+    # regularised retraining narrows the gap between members and non-members: a hardened model
+    "membership.weight_decay": ("AML.M0003",),
+    "membership.label_smoothing": ("AML.M0003",),
+    "membership.early_stopping": ("AML.M0003",),
     "extraction.round": ("AML.M0002",),
     "extraction.top_k": ("AML.M0002",),
     "extraction.label_only": ("AML.M0002",),

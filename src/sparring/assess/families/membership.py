@@ -65,8 +65,10 @@ from sparring.attacks.privacy.reference import (
 from sparring.data import Dataset
 from sparring.defenses.inference import HARDENING
 from sparring.defenses.training.dp_sgd import DEFAULT_DELTA, DPSGD, PRIVATE_TRAINING, fix_module, require_opacus
+from sparring.defenses.training.regularisation import REGULARISATION
 from sparring.errors import ConfigError, SparringError
 from sparring.metrics import Interval, accuracy, auc_interval, per_query_ms, rate_interval
+from sparring.train import fit
 
 RULE = Rule("TPR at 1 % FPR", medium=0.02, high=0.1, note="chance is 1 %")
 
@@ -463,6 +465,7 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
         Defences(
             "training", registry=PRIVATE_TRAINING, settings="dp_sgd", summary="DP-SGD through Opacus (extra 'privacy')"
         ),
+        Defences("training", registry=REGULARISATION, summary="regularised retraining (one hyper-parameter changed)"),
     )
     settings = {"dp_sgd": DPSGDSettings}
     attacks = tuple(MEMBERSHIP_ATTACKS)
@@ -490,12 +493,13 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
                 )
 
     def check(self, ctx: Context, index: int, entry: MembershipSpec) -> None:
-        if any(self.defence_kind(d) == "training" for d in entry.defences):
+        retrained = [d for d in entry.defences if self.defence_kind(d) == "training"]
+        if retrained and not (ctx.config.model.trains_here or ctx.config.model.factory):
+            raise ConfigError(
+                f"membership defence {retrained[0]} retrains the model: give [model] 'architecture' or 'factory'"
+            )
+        if any(_is_dp(d) for d in entry.defences):
             require_opacus("membership defence dp_sgd")
-            if not (ctx.config.model.trains_here or ctx.config.model.factory):
-                raise ConfigError(
-                    "membership defence dp_sgd trains the model: give [model] 'architecture' or 'factory'"
-                )
             n, delta = len(ctx.train) + entry.canaries, dp_settings(ctx).delta
             if delta >= 1.0 / n:
                 raise ConfigError(
@@ -530,7 +534,7 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
         assert isinstance(mc, MembershipSpec)
         needed: list[Artefact[Any]] = [references_artefact(ctx, mc)] if mc.attack in REFERENCE_ATTACKS else []
         if sc.defence is not None and self.defence_kind(sc.defence) == "training":
-            needed.append(private_artefact(ctx, sc.defence, mc))
+            needed.append(retrained_artefact(ctx, sc.defence, mc))
         return needed
 
     def run(self, ctx: Context, sc: Scenario) -> MembershipScenarioResult:
@@ -543,7 +547,7 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
         training = sc.defence is not None and self.defence_kind(sc.defence) == "training"
         if training:
             assert sc.defence is not None
-            clf, private = ctx.artefact(private_artefact(ctx, sc.defence, mc))
+            clf, private = ctx.artefact(retrained_artefact(ctx, sc.defence, mc))
         harden = HARDENING.build(sc.defence) if sc.defence is not None and not training else None
         if harden is not None:
             target, clf = clf, harden.wrap(clf)
@@ -656,6 +660,8 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
         if result.epsilon is not None:
             note = f"DP-SGD training; accountant's ε {result.epsilon:.2f} at δ {result.delta:.0e}"
             return dataclasses.replace(row, seconds_note=note)
+        if result.defence_type == "training":
+            return dataclasses.replace(row, seconds_note="the target retrained with this setting")
         return dataclasses.replace(row, seconds_note="inference-time wrapper; no training cost")
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
@@ -738,6 +744,45 @@ def _exposed(ctx: Context, member_scores: Tensor, member_index: Tensor, ranked: 
         out["exposed_images"] = ((ctx.train.x[idx] - lo) / max(hi - lo, 1e-12)).clamp(0, 1).round(decimals=3).tolist()
         out["exposed_labels"] = ctx.train.y[idx].tolist()
     return out
+
+
+def _is_dp(spec: str) -> bool:
+    """Whether a defence spec is DP-SGD (else a regularisation, an output hardening, ...)."""
+    return spec.partition(":")[0] in PRIVATE_TRAINING
+
+
+def retrained_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefact[tuple[Any, dict[str, Any]]]:
+    """The target retrained by a training defence: DP-SGD or a regularisation."""
+    return private_artefact(ctx, spec, mc) if _is_dp(spec) else regularised_artefact(ctx, spec, mc)
+
+
+def regularised_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefact[tuple[Any, dict[str, Any]]]:
+    """The target retrained with one regularisation (``weight_decay:W``, ``label_smoothing:S``, ``early_stopping:E``).
+
+    Trains on the training set plus the entry's canaries, if any, with the configured
+    settings except the one the defence changes.
+    """
+    defence = REGULARISATION.build(spec)
+
+    def build(ctx: Context) -> tuple[Any, dict[str, Any]]:
+        ctx.log(f"  training the target with {spec}")
+        data = _with_canaries(ctx, canary_set(ctx, mc))
+        out = fit(ctx.build_model(), data, defence.config(ctx.train_config()), desc=spec)
+        return ctx.wrap(out.model), {"defence_seconds": out.seconds}
+
+    def save(value: tuple[Any, dict[str, Any]], folder: Path) -> None:
+        save_tensors(folder / "model.safetensors", value[0].model.state_dict())
+        save_json(folder / "regularised.json", value[1])
+
+    def load(ctx: Context, folder: Path) -> tuple[Any, dict[str, Any]]:
+        import json
+
+        module = ctx.build_model()
+        module.load_state_dict(load_tensors(folder / "model.safetensors"))
+        return ctx.wrap(module.eval()), dict(json.loads((folder / "regularised.json").read_text()))
+
+    params = {"defence": spec, **defence.get_params(), "canaries": _canary_key(mc)}
+    return Artefact(f"model-{spec}{_canary_key(mc)}", params, build, save, load)
 
 
 def private_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefact[tuple[Any, dict[str, Any]]]:
