@@ -49,6 +49,20 @@ def listify(v: Any) -> Any:
     return [v] if isinstance(v, int | float) else v
 
 
+def query_budgets(v: list[int]) -> list[int]:
+    """Query budgets (a validator): positive counts, sorted, without repeats."""
+    if any(b < 1 for b in v):
+        raise ValueError(f"budgets must be positive query counts, got {v}")
+    return sorted(set(v))
+
+
+def surrogate_architecture(v: str | None) -> str | None:
+    """An attacker's surrogate (a validator): a zoo architecture, or None where the entry allows a default."""
+    from sparring.models.zoo import ARCHITECTURES
+
+    return None if v is None else one_of(v, list(ARCHITECTURES), "surrogate architecture")
+
+
 def sorted_nonnegative(v: list[float], what: str = "eps") -> list[float]:
     """The values sorted, each checked to be >= 0."""
     for e in v:

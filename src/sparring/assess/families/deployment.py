@@ -46,7 +46,7 @@ from sparring.assess.context import Context
 from sparring.assess.families.extraction import ExtractionRun, read_off
 from sparring.assess.family import TEST_PRIVACY, Family, Rating, Row, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import curve_plot, esc, muted, pct, table
-from sparring.assess.spec import Entry, listify, one_of, parses
+from sparring.assess.spec import Entry, listify, one_of, parses, query_budgets, surrogate_architecture
 from sparring.attacks.evasion import HopSkipJump, Square
 from sparring.attacks.privacy.extraction import ExtractionAttack, KnockoffNets
 from sparring.attacks.privacy.jacobian import JacobianAugmentation
@@ -54,7 +54,6 @@ from sparring.defenses.inference import HARDENING
 from sparring.errors import AccessError, InputError, QueryBudgetExceeded
 from sparring.metrics import Interval, accuracy, rate_interval
 from sparring.models import Access, Classifier
-from sparring.models.zoo import ARCHITECTURES
 
 RULE = Rule(
     "fidelity of a copy stolen through the gateway before it stops the key",
@@ -117,17 +116,8 @@ class DeploymentSpec(Entry):
     def _known_hardening(cls, v: str | None) -> str | None:
         return None if v is None else parses(HARDENING.check, v)
 
-    @field_validator("surrogate")
-    @classmethod
-    def _known_surrogate(cls, v: str) -> str:
-        return one_of(v, list(ARCHITECTURES), "surrogate architecture")
-
-    @field_validator("budgets")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v):
-            raise ValueError(f"budgets must be positive query counts, got {v}")
-        return sorted(set(v))
+    _surrogate = field_validator("surrogate")(surrogate_architecture)
+    _budgets = field_validator("budgets")(query_budgets)
 
 
 class ThroughGateway(Row):

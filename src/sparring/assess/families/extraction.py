@@ -41,7 +41,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, muted, pct, png, table
-from sparring.assess.spec import Entry, defences_field, listify, one_of, parses
+from sparring.assess.spec import Entry, defences_field, listify, one_of, parses, query_budgets, surrogate_architecture
 from sparring.attacks.evasion import PGD
 from sparring.attacks.evasion.transfer import Transfer
 from sparring.attacks.privacy.extraction import (
@@ -58,7 +58,6 @@ from sparring.defenses.inference import HARDENING
 from sparring.errors import ConfigError
 from sparring.metrics import Interval, accuracy, per_query_ms, rate_interval
 from sparring.models import Access, Classifier
-from sparring.models.zoo import ARCHITECTURES
 
 RULE = Rule(
     "fidelity of a stolen copy at the largest query budget",
@@ -119,17 +118,8 @@ class ExtractionSpec(Entry):
     def _known_pool(cls, v: str) -> str:
         return one_of(v, QUERY_POOLS, "query pool")
 
-    @field_validator("surrogate")
-    @classmethod
-    def _known_surrogate(cls, v: str) -> str:
-        return one_of(v, list(ARCHITECTURES), "surrogate architecture")
-
-    @field_validator("budgets")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v):
-            raise ValueError(f"budgets must be positive query counts, got {v}")
-        return sorted(set(v))
+    _surrogate = field_validator("surrogate")(surrogate_architecture)
+    _budgets = field_validator("budgets")(query_budgets)
 
     @field_validator("access", mode="before")
     @classmethod

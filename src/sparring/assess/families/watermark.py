@@ -32,7 +32,7 @@ from sparring.assess.artefacts import load_module, load_tensors, save_json, save
 from sparring.assess.context import Artefact, Context
 from sparring.assess.family import TEST_PRIVACY, Defences, Family, Rating, Row, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import esc, muted, pct, table
-from sparring.assess.spec import Entry, defences_field, listify, one_of, parses
+from sparring.assess.spec import Entry, defences_field, listify, one_of, parses, query_budgets, surrogate_architecture
 from sparring.attacks.privacy.extraction import QUERY_POOLS, KnockoffNets, check_access_mode, query_pool
 from sparring.defenses.training.watermark import WATERMARKS, Watermark, base_rate
 from sparring.errors import ConfigError
@@ -83,17 +83,8 @@ class WatermarkSpec(Entry):
     def _known_access(cls, v: str) -> str:
         return parses(check_access_mode, v)
 
-    @field_validator("surrogate")
-    @classmethod
-    def _known_surrogate(cls, v: str | None) -> str | None:
-        return None if v is None else one_of(v, list(ARCHITECTURES), "surrogate architecture")
-
-    @field_validator("budgets")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v):
-            raise ValueError(f"budgets must be positive query counts, got {v}")
-        return sorted(set(v))
+    _surrogate = field_validator("surrogate")(surrogate_architecture)
+    _budgets = field_validator("budgets")(query_budgets)
 
     @field_validator("defences")
     @classmethod

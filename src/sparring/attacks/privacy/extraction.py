@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -146,6 +146,30 @@ class ExtractionAttack(Params, ABC):
             return CurvePoint(budget, queries, None, None, spent)
         acc = float((surrogate.predict_labels(test.x) == test.y).float().mean()) if len(test) else float("nan")
         return CurvePoint(budget, queries, acc, fidelity(surrogate, truth, test.x), spent)
+
+    def _curve(
+        self,
+        budgets: list[int],
+        t0: float,
+        copy_at: Callable[[int], tuple[Classifier, int]],
+        test: Dataset | None,
+        truth: Tensor | None,
+    ) -> tuple[list[CurvePoint], Classifier, float]:
+        """The copy ``copy_at(budget) -> (surrogate, queries it used)`` at each budget, measured; seconds since ``t0``.
+
+        Time spent measuring the copies on test data is not the attack's: it is left out of
+        each point's seconds and of the total returned.
+        """
+        curve: list[CurvePoint] = []
+        evaluating = 0.0
+        surrogate: Classifier | None = None
+        for b in budgets:
+            surrogate, m = copy_at(b)
+            spent = time.perf_counter() - t0 - evaluating
+            curve.append(self._point(surrogate, b, m, test, truth, spent))
+            evaluating = time.perf_counter() - t0 - spent
+        assert surrogate is not None
+        return curve, surrogate, time.perf_counter() - t0 - evaluating
 
 
 def _targets(answers: Tensor, k: int | None, num_classes: int) -> Tensor:
@@ -357,22 +381,15 @@ class KnockoffNets(ExtractionAttack):
         else:
             x, y, targets = self._adaptive(classifier, pool, n, g)
         queries = classifier.queries - q0
-        curve: list[CurvePoint] = []
-        evaluating = 0.0  # time spent measuring the copies is not the attack's
-        surrogate: Classifier | None = None
-        for b in budgets:
+
+        def copy_at(b: int) -> tuple[Classifier, int]:
             m = min(b, n)
             trained = self._train(
                 classifier, x[:m], y[:m], None if targets is None else targets[:m], self.epochs, self.steps
             )
-            surrogate = TorchClassifier(
-                trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds
-            )
-            spent = time.perf_counter() - t0 - evaluating
-            curve.append(self._point(surrogate, b, m, test, truth, spent))
-            evaluating = time.perf_counter() - t0 - spent
-        assert surrogate is not None
-        seconds = time.perf_counter() - t0 - evaluating
+            return TorchClassifier(trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds), m
+
+        curve, surrogate, seconds = self._curve(budgets, t0, copy_at, test, truth)
         return ExtractionResult(surrogate, queries, curve, "knockoff", self.access, seconds)
 
 
@@ -418,18 +435,13 @@ class EquationSolving(ExtractionAttack):
         z = np.log(np.clip(p, tiny, None))
         z -= z.mean(axis=1, keepdims=True)
         a = np.hstack([x.reshape(n, -1).double().numpy(), np.ones((n, 1))])
-        curve: list[CurvePoint] = []
-        evaluating = 0.0  # time spent measuring the copies is not the attack's
-        surrogate: Classifier | None = None
-        for b in budgets:
+
+        def copy_at(b: int) -> tuple[Classifier, int]:
             m = min(b, n)
             theta, *_ = np.linalg.lstsq(a[:m], z[:m], rcond=None)
-            surrogate = linear_classifier(theta, classifier)
-            spent = time.perf_counter() - t0 - evaluating
-            curve.append(self._point(surrogate, b, m, test, truth, spent))
-            evaluating = time.perf_counter() - t0 - spent
-        assert surrogate is not None
-        seconds = time.perf_counter() - t0 - evaluating
+            return linear_classifier(theta, classifier), m
+
+        curve, surrogate, seconds = self._curve(budgets, t0, copy_at, test, truth)
         return ExtractionResult(surrogate, queries, curve, "equation_solving", "probabilities", seconds)
 
 

@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from sparring.attacks.privacy.extraction import (
-    CurvePoint,
     ExtractionAttack,
     ExtractionResult,
     KnockoffNets,
@@ -122,18 +121,11 @@ class JacobianAugmentation(ExtractionAttack):
             x = torch.cat([x, grown])
             y = torch.cat([y, victim_labels(classifier, grown)])
         queries = classifier.queries - q0
-        curve: list[CurvePoint] = []
-        evaluating = 0.0  # time spent measuring the copies is not the attack's
-        surrogate: Classifier | None = None
-        for b in budgets:
+
+        def copy_at(b: int) -> tuple[Classifier, int]:
             m = min(b, len(x))
             trained = trainer._train(classifier, x[:m], y[:m], None, self.epochs, trainer.steps)
-            surrogate = TorchClassifier(
-                trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds
-            )
-            spent = time.perf_counter() - t0 - evaluating
-            curve.append(self._point(surrogate, b, m, test, truth, spent))
-            evaluating = time.perf_counter() - t0 - spent
-        assert surrogate is not None
-        seconds = time.perf_counter() - t0 - evaluating
+            return TorchClassifier(trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds), m
+
+        curve, surrogate, seconds = self._curve(budgets, t0, copy_at, test, truth)
         return ExtractionResult(surrogate, queries, curve, "jacobian", "labels", seconds)
