@@ -49,6 +49,12 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/privacy_references.py --threads 1 --dataset digits --test-fraction 0.5
 	$(PY) benchmarks/privacy_references.py --threads 1 --dataset mnist5k --epochs 3
 	$(PY) benchmarks/privacy_dp.py --threads 1
+	$(PY) benchmarks/privacy_extraction.py --threads 1
+	$(PY) benchmarks/privacy_inversion.py --threads 1 --deep
+	$(PY) benchmarks/privacy_watermark.py --threads 1
+	$(PY) benchmarks/privacy_attribute.py --threads 1
+	$(PY) benchmarks/privacy_property.py --threads 1
+	$(PY) benchmarks/gateway.py
 
 clean:
 	rm -rf $(VENV) sparring-report .pytest_cache .mypy_cache .ruff_cache
