@@ -126,3 +126,8 @@ def test_verdicts_say_adopt_does_not_help_or_makes_it_worse_with_the_cost() -> N
     assert "adopt adversarial_training" in lines[0] and "-1.9 pt clean accuracy, +12.0 s training" in lines[0]
     assert "does not help" in lines[1] and "+0.10 ms per query" in lines[1]
     assert "makes it worse — do not adopt" in lines[2]
+    assert "60.0 % → 30.0 %" in lines[0] and "tolerance" not in lines[0]
+    # a level crossed by less than the tolerance: still "does not help", and the line says why
+    near = verdicts([{**cost("dp_sgd:4", 0.034, 0.016, 0.6, None), "level_before": "medium", "level_after": "low"}])
+    assert near[0]["verdict"] == "no help"
+    assert "medium → low, 3.4 % → 1.6 %, within the 2-point tolerance" in verdict_line(cell, near[0])

@@ -15,6 +15,7 @@ from xml.etree import ElementTree as ET
 
 from sparring.assess.family import LEVELS
 from sparring.assess.frameworks import describe
+from sparring.assess.report import level_move
 
 
 def _pct(v: float) -> str:
@@ -71,7 +72,7 @@ def render_markdown(report: Mapping[str, Any], html: str = "report.html") -> str
         out += ["", "**What to adopt, and what not**"]
         words = {"adopt": "adopt", "no help": "does not help:", "makes it worse": "avoid (makes it worse):"}
         for v in verdicts:
-            moved = f"{v['level_before']} → {v['level_after']}"
+            moved = level_move(v)
             cost = f", {v['clean_points']:+.1f} pt clean accuracy" if v.get("clean_points") is not None else ""
             out.append(f"- {words[v['verdict']]} `{v['defence']}` ({v['row']} / {v['column']}: {moved}{cost})")
     findings = sorted(

@@ -211,9 +211,21 @@ def _cost_text(v: Mapping[str, Any]) -> str:
     return "cost: " + (", ".join(parts) if parts else "none measured")
 
 
+def level_move(v: Mapping[str, Any]) -> str:
+    """A verdict's levels and rated figures (``medium → low, 3.4 % → 1.8 %``), and a level change within tolerance.
+
+    A level can change while the figure moves less than :data:`TOLERANCE` (a figure near a
+    level's edge); the verdict then stays "does not help", and the text says why.
+    """
+    text = f"{v['level_before']} → {v['level_after']}, {100 * v['before']:.1f} % → {100 * v['after']:.1f} %"
+    if v["verdict"] == "no help" and v["level_before"] != v["level_after"]:
+        text += f", within the {100 * TOLERANCE:.0f}-point tolerance"
+    return text
+
+
 def verdict_line(cell: Mapping[str, Any], v: Mapping[str, Any]) -> str:
     """One recommendation: ``adopt X (...; cost: ...)``, ``X does not help``, ``X makes it worse - do not adopt``."""
-    moved = f"{v['level_before']} → {v['level_after']}: {v['risk_after']}"
+    moved = f"{level_move(v)}: {v['risk_after']}"
     model = next((m for m in cell.get("defended_models", []) if m["defence"] == v["defence"]), None)
     if model is not None and model["gaps"]:  # an attack of the cell never met this defence: say so
         moved += f"; not run against {', '.join(model['gaps'])}, so its effect on them is unknown"
