@@ -54,6 +54,7 @@ from sparring.attacks.privacy.extraction import (
     check_access_mode,
     query_pool,
 )
+from sparring.attacks.privacy.jacobian import JacobianAugmentation
 from sparring.defenses.inference import HARDENING
 from sparring.errors import ConfigError
 from sparring.metrics import Interval, accuracy, per_query_ms, rate_interval
@@ -75,13 +76,16 @@ class ExtractionSpec(Entry):
     measured on the test split. ``access`` lists the Knockoff attacker's modes
     (``probabilities``, ``top_k:K``, ``labels``); ``equation_solving`` always uses scores
     and, where a defence hides them, a label-only Knockoff attacker on the training inputs
-    stands in. ``below`` is the fidelity of the query-limit read-off and ``below_accuracy``
-    (optional) the stolen task accuracy of a second one. ``transfer`` replays PGD
+    stands in. ``jacobian`` (Papernot et al., AsiaCCS 2017) grows ``seeds`` inputs of ``pool``
+    by Jacobian-based augmentation and trains on the labels. ``below`` is the fidelity of the
+    query-limit read-off and ``below_accuracy`` (optional) the stolen task accuracy of a second one. ``transfer`` replays PGD
     (``transfer_eps``, ``transfer_steps``, on the first ``transfer_samples`` test inputs)
     crafted on the strongest stolen copy against the model (see :func:`stepping_stone`).
     """
 
     attack: str = "knockoff"
+    #: Natural inputs a ``jacobian`` attacker starts from (drawn from ``pool``), doubled each round.
+    seeds: int = Field(100, ge=1)
     sampling: str = "random"
     pool: str = "in_distribution"
     budgets: list[int] = Field(default_factory=lambda: [250, 500, 1000], min_length=1)
@@ -106,7 +110,7 @@ class ExtractionSpec(Entry):
     @field_validator("attack")
     @classmethod
     def _known(cls, v: str) -> str:
-        return one_of(v, list(EXTRACTION_ATTACKS), "extraction attack")
+        return one_of(v, list(ATTACKS), "extraction attack")
 
     @field_validator("sampling")
     @classmethod
@@ -197,10 +201,14 @@ class ExtractionScenarioResult(ScenarioResult):
     transfer: TransferRow | None = None
 
 
+#: The attacks an ``[[extraction]]`` entry names: the library's and Jacobian-based augmentation.
+ATTACKS = (*EXTRACTION_ATTACKS, "jacobian")
+
+
 def _applies(clf: Classifier, attack: str, mode: str) -> str | None:
     """Why ``attack`` with ``mode`` cannot run against ``clf`` (None when it can)."""
     name, _ = check_access_mode(mode)
-    needed = Access.LABELS if name == "labels" and attack == "knockoff" else Access.SCORES
+    needed = Access.LABELS if name == "labels" and attack != "equation_solving" else Access.SCORES
     if needed in clf.access:
         return None
     return f"the deployment releases no {'labels' if needed == Access.LABELS else 'scores'}"
@@ -423,7 +431,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
     threats = {TEST_PRIVACY: "model stealing"}
     rules = {TEST_PRIVACY: RULE}
     defences = (Defences("inference", registry=HARDENING, summary="output hardening"),)
-    attacks = tuple(EXTRACTION_ATTACKS)
+    attacks = ATTACKS
     smoke = {"extraction": [{"budgets": [50, 100], "epochs": 5, "steps": 50, "defences": ["reverse_sigmoid:5"]}]}
 
     def label(self, entry: ExtractionSpec) -> str:
@@ -432,7 +440,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
         return f"knockoff-{entry.pool}" + ("-adaptive" if entry.sampling == "adaptive" else "")
 
     def check(self, ctx: Context, index: int, entry: ExtractionSpec) -> None:
-        if entry.attack == "knockoff" and entry.pool in ("other", "photos") and len(ctx.data.input_shape) != 3:
+        if entry.attack != "equation_solving" and entry.pool in ("other", "photos") and len(ctx.data.input_shape) != 3:
             raise ConfigError(
                 f"extraction[{index}].pool: {entry.pool!r} needs image inputs [C, H, W], the data has "
                 f"{ctx.data.input_shape}; use 'in_distribution' or 'noise'"
@@ -455,7 +463,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
             modes = [("equation_solving", "probabilities")]
         else:
             pool = query_pool(e.pool, ctx.data.input_shape, e.budgets[-1], ctx.seed, (lo, hi), ctx.train.x)
-            modes = [("knockoff", a) for a in e.access]
+            modes = [("jacobian", "labels")] if e.attack == "jacobian" else [("knockoff", a) for a in e.access]
         for attack, mode in modes:
             why = _applies(clf, attack, mode)
             if why is not None:
@@ -463,6 +471,9 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
                 continue
             if attack == "equation_solving":
                 r = EquationSolving(seed=ctx.seed).steal(clf, e.budgets, test=ctx.test)
+            elif attack == "jacobian":
+                grower = JacobianAugmentation(seeds=e.seeds, architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed)
+                r = grower.steal(clf, e.budgets, pool=pool, test=ctx.test)
             else:
                 thief = KnockoffNets(
                     access=mode,
@@ -478,7 +489,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
         if not any(r.applies for r in runs) and Access.LABELS in clf.access:
             # the strongest attack that still applies: a label-only Knockoff attacker
             pool = query_pool(
-                e.pool if e.attack == "knockoff" else "in_distribution",
+                e.pool if e.attack != "equation_solving" else "in_distribution",
                 ctx.data.input_shape,
                 e.budgets[-1],
                 ctx.seed,
@@ -509,7 +520,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
             defence=sc.defence,
             defence_type=self.defence_kind(sc.defence) if sc.defence else None,
             params=sc.params(),
-            pool=e.pool if e.attack == "knockoff" else "uniform (equation solving)",
+            pool=e.pool if e.attack != "equation_solving" else "uniform (equation solving)",
             clean_accuracy=victim_acc,
             n_test=len(ctx.test),
             runs=runs,
