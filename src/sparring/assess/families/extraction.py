@@ -78,8 +78,9 @@ class ExtractionSpec(Entry):
     and, where a defence hides them, a label-only Knockoff attacker on the training inputs
     stands in. ``jacobian`` (Papernot et al., AsiaCCS 2017) grows ``seeds`` inputs of ``pool``
     by Jacobian-based augmentation and trains on the labels. ``below`` is the fidelity of the
-    query-limit read-off and ``below_accuracy`` (optional) the stolen task accuracy of a second one. ``transfer`` replays PGD
-    (``transfer_eps``, ``transfer_steps``, on the first ``transfer_samples`` test inputs)
+    query-limit read-off and ``below_accuracy`` (optional) the stolen task accuracy of a second
+    one. ``transfer`` replays PGD (``transfer_eps``, ``transfer_steps``, on the first
+    ``transfer_samples`` test inputs)
     crafted on the strongest stolen copy against the model (see :func:`stepping_stone`).
     """
 
