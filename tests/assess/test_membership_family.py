@@ -215,7 +215,13 @@ def test_privacy_utility_curve_and_a_violated_audit_is_a_visible_bug_flag() -> N
 
 def test_regularisation_defences_retrain_the_target_with_one_setting_changed(tmp_path: Path) -> None:
     cfg = parse_config(
-        config({"attack": "loss_threshold", "samples": 200, "defences": ["early_stopping:1", "weight_decay:0.05"]})
+        config(
+            {
+                "attack": "loss_threshold",
+                "samples": 200,
+                "defences": ["early_stopping:1", "weight_decay:0.05", "dropout:0.5"],
+            }
+        )
     )
     report, failed = assess(cfg, tmp_path / "out", log=lambda _: None)
     assert not failed
@@ -226,13 +232,19 @@ def test_regularisation_defences_retrain_the_target_with_one_setting_changed(tmp
     assert stopped["clean_accuracy"] < plain["clean_accuracy"] - 0.2
     assert stopped["defence_seconds"] > 0 and decayed["defence_seconds"] > 0
     assert decayed["defence_type"] == "training" and decayed.get("epsilon") is None
+    dropped = report["scenarios"]["membership.loss_threshold+dropout:0.5"]
+    assert dropped["defence_seconds"] > 0 and dropped["clean_accuracy"] > 0.5  # a working model, retrained
     notes = {c["defence"]: c["seconds_note"] for c in report["defence_costs"]}
     assert notes["early_stopping:1"] == notes["weight_decay:0.05"] == "the target retrained with this setting"
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("label_smoothing:1.5", "label_smoothing must be in"), ("weight_decay:0", "weight_decay must be > 0")],
+    [
+        ("label_smoothing:1.5", "label_smoothing must be in"),
+        ("weight_decay:0", "weight_decay must be > 0"),
+        ("dropout:1", "dropout must be in"),
+    ],
 )
 def test_a_bad_regularisation_is_one_line(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:

@@ -148,6 +148,7 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "membership.weight_decay": ("AML.M0003",),
     "membership.label_smoothing": ("AML.M0003",),
     "membership.early_stopping": ("AML.M0003",),
+    "membership.dropout": ("AML.M0003",),
     "extraction.round": ("AML.M0002",),
     "extraction.top_k": ("AML.M0002",),
     "extraction.label_only": ("AML.M0002",),

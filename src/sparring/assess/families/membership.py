@@ -68,6 +68,8 @@ from sparring.defenses.training.dp_sgd import DEFAULT_DELTA, DPSGD, PRIVATE_TRAI
 from sparring.defenses.training.regularisation import REGULARISATION
 from sparring.errors import ConfigError, SparringError
 from sparring.metrics import Interval, accuracy, auc_interval, per_query_ms, rate_interval
+from sparring.models.zoo import ARCHITECTURES
+from sparring.models.zoo import build as build_zoo
 from sparring.train import fit
 
 RULE = Rule("TPR at 1 % FPR", medium=0.02, high=0.1, note="chance is 1 %")
@@ -498,6 +500,12 @@ class MembershipFamily(Family[MembershipSpec, MembershipScenarioResult]):
             raise ConfigError(
                 f"membership defence {retrained[0]} retrains the model: give [model] 'architecture' or 'factory'"
             )
+        dropout = [d for d in retrained if d.partition(":")[0] == "dropout"]
+        if dropout and ctx.model_name not in ARCHITECTURES:
+            raise ConfigError(
+                f"membership defence {dropout[0]} adds dropout to a zoo architecture; [model] factory "
+                f"{ctx.model_name!r} is not one (add dropout in the factory instead)"
+            )
         if any(_is_dp(d) for d in entry.defences):
             require_opacus("membership defence dp_sgd")
             n, delta = len(ctx.train) + entry.canaries, dp_settings(ctx).delta
@@ -764,10 +772,16 @@ def regularised_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefac
     """
     defence = REGULARISATION.build(spec)
 
+    def build_module() -> torch.nn.Module:
+        if defence.dropout is None:
+            return ctx.build_model()
+        shape, classes = ctx.data.input_shape, ctx.data.num_classes
+        return build_zoo(ctx.model_name, shape, classes, seed=ctx.seed, dropout=defence.dropout)
+
     def build(ctx: Context) -> tuple[Any, dict[str, Any]]:
         ctx.log(f"  training the target with {spec}")
         data = _with_canaries(ctx, canary_set(ctx, mc))
-        out = fit(ctx.build_model(), data, defence.config(ctx.train_config()), desc=spec)
+        out = fit(build_module(), data, defence.config(ctx.train_config()), desc=spec)
         return ctx.wrap(out.model), {"defence_seconds": out.seconds}
 
     def save(value: tuple[Any, dict[str, Any]], folder: Path) -> None:
@@ -777,7 +791,7 @@ def regularised_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefac
     def load(ctx: Context, folder: Path) -> tuple[Any, dict[str, Any]]:
         import json
 
-        module = ctx.build_model()
+        module = build_module()
         module.load_state_dict(load_tensors(folder / "model.safetensors"))
         return ctx.wrap(module.eval()), dict(json.loads((folder / "regularised.json").read_text()))
 
