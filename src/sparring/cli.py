@@ -90,7 +90,7 @@ def _signed_demo(config: Path, out: Path) -> BaseConfig:
 
     raw = tomllib.loads(config.read_text())
     name = raw["data"].pop("dataset")
-    folder = out / "demo-inputs"
+    folder = (out / "demo-inputs").resolve()  # absolute: the config resolves relative paths against its own folder
     folder.mkdir(parents=True, exist_ok=True)
     data = load_builtin(name)
     npz = folder / f"{name}.npz"
