@@ -26,7 +26,7 @@ training records are listed with their scores (and images, for image data).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -765,7 +765,7 @@ def retrained_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefact[
 
 
 def regularised_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefact[tuple[Any, dict[str, Any]]]:
-    """The target retrained with one regularisation (``weight_decay:W``, ``label_smoothing:S``, ``early_stopping:E``).
+    """The target retrained with one regularisation (``weight_decay:W``, ``label_smoothing:S``, ``dropout:P``, ...).
 
     Trains on the training set plus the entry's canaries, if any, with the configured
     settings except the one the defence changes.
@@ -784,19 +784,8 @@ def regularised_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefac
         out = fit(build_module(), data, defence.config(ctx.train_config()), desc=spec)
         return ctx.wrap(out.model), {"defence_seconds": out.seconds}
 
-    def save(value: tuple[Any, dict[str, Any]], folder: Path) -> None:
-        save_tensors(folder / "model.safetensors", value[0].model.state_dict())
-        save_json(folder / "regularised.json", value[1])
-
-    def load(ctx: Context, folder: Path) -> tuple[Any, dict[str, Any]]:
-        import json
-
-        module = build_module()
-        module.load_state_dict(load_tensors(folder / "model.safetensors"))
-        return ctx.wrap(module.eval()), dict(json.loads((folder / "regularised.json").read_text()))
-
     params = {"defence": spec, **defence.get_params(), "canaries": _canary_key(mc)}
-    return Artefact(f"model-{spec}{_canary_key(mc)}", params, build, save, load)
+    return _model_and_info(f"model-{spec}{_canary_key(mc)}", params, build, build_module, "regularised.json")
 
 
 def private_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefact[tuple[Any, dict[str, Any]]]:
@@ -825,19 +814,34 @@ def private_artefact(ctx: Context, spec: str, mc: MembershipSpec) -> Artefact[tu
         }
         return ctx.wrap(out.model), info
 
+    params = {"defence": spec, **defence.get_params(), "epochs": settings.epochs, "canaries": _canary_key(mc)}
+    return _model_and_info(f"model-{spec}{_canary_key(mc)}", params, build, build_module, "private.json")
+
+
+def _model_and_info(
+    name: str,
+    params: dict[str, Any],
+    build: Callable[[Context], tuple[Any, dict[str, Any]]],
+    build_module: Callable[[], torch.nn.Module],
+    info: str,
+) -> Artefact[tuple[Any, dict[str, Any]]]:
+    """A retrained target and what its training reported, stored as safetensors weights and the JSON file ``info``.
+
+    ``build_module`` makes the untrained module the stored weights load into.
+    """
+
     def save(value: tuple[Any, dict[str, Any]], folder: Path) -> None:
         save_tensors(folder / "model.safetensors", value[0].model.state_dict())
-        save_json(folder / "private.json", value[1])
+        save_json(folder / info, value[1])
 
     def load(ctx: Context, folder: Path) -> tuple[Any, dict[str, Any]]:
         import json
 
         module = build_module()
         module.load_state_dict(load_tensors(folder / "model.safetensors"))
-        return ctx.wrap(module.eval()), dict(json.loads((folder / "private.json").read_text()))
+        return ctx.wrap(module.eval()), dict(json.loads((folder / info).read_text()))
 
-    params = {"defence": spec, **defence.get_params(), "epochs": settings.epochs, "canaries": _canary_key(mc)}
-    return Artefact(f"model-{spec}{_canary_key(mc)}", params, build, save, load)
+    return Artefact(name, params, build, save, load)
 
 
 def references_artefact(ctx: Context, mc: MembershipSpec) -> Artefact[ReferenceModels]:

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import Field, field_validator
 from torch import nn
 
@@ -34,6 +33,7 @@ from sparring.assess.family import TEST_PRIVACY, Defences, Family, Rating, Row, 
 from sparring.assess.htmlkit import esc, muted, pct, table
 from sparring.assess.spec import Entry, defences_field, listify, one_of, parses, query_budgets, surrogate_architecture
 from sparring.attacks.privacy.extraction import QUERY_POOLS, KnockoffNets, check_access_mode, query_pool
+from sparring.attacks.privacy.reference import reinitialise
 from sparring.defenses.training.watermark import WATERMARKS, Watermark, base_rate
 from sparring.errors import ConfigError
 from sparring.metrics import Interval, accuracy, rate_interval
@@ -136,14 +136,7 @@ def _surrogate(ctx: Context, e: WatermarkSpec) -> str:
 
 def _fresh(ctx: Context, seed: int) -> nn.Module:
     """The configured architecture with parameters drawn from ``seed`` (an independent clean model)."""
-    module = ctx.build_model()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for m in module.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
-    return module
+    return reinitialise(ctx.build_model(), seed)
 
 
 def _clean(ctx: Context, i: int) -> TorchClassifier:
