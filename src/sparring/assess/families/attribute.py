@@ -44,6 +44,9 @@ RULE = Rule(
     note="imputation guesses from the other features without the model (Jayaraman & Evans)",
 )
 
+#: The figures a scenario reports, by result field.
+FIGURES = ("advantage", "accuracy", "imputation", "majority", "accuracy_non_members", "advantage_non_members")
+
 
 class AttributeSpec(Entry):
     """Attribute inference of one sensitive column.
@@ -223,18 +226,10 @@ class AttributeFamily(Family[AttributeSpec, AttributeScenarioResult]):
         }
 
     def figures(self, key: str, result: AttributeScenarioResult) -> dict[str, float]:
-        return {
-            f"{key}.advantage": result.advantage,
-            f"{key}.accuracy": result.accuracy,
-            f"{key}.imputation": result.imputation,
-            f"{key}.majority": result.majority,
-            f"{key}.accuracy_non_members": result.accuracy_non_members,
-            f"{key}.advantage_non_members": result.advantage_non_members,
-        }
+        return {f"{key}.{n}": float(getattr(result, n)) for n in FIGURES}
 
     def expected_figures(self, sc: Scenario) -> list[str]:
-        names = ("advantage", "accuracy", "imputation", "majority", "accuracy_non_members", "advantage_non_members")
-        return [f"{sc.key}.{n}" for n in names]
+        return [f"{sc.key}.{n}" for n in FIGURES]
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
         if not results:

@@ -63,6 +63,9 @@ RULE = Rule(
     "trained without the members; a class prototype scores 0",
 )
 
+#: The figures a scenario reports, by result field.
+FIGURES = ("nn_gap", "eval_gap", "target_nn", "reference_nn", "target_eval_accuracy", "reference_eval_accuracy")
+
 #: Inversions below which the gap is not rated (its interval spans every level).
 RESOLVES = 10
 
@@ -420,18 +423,10 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
         }
 
     def figures(self, key: str, result: InversionScenarioResult) -> dict[str, float]:
-        return {
-            f"{key}.nn_gap": result.nn_gap,
-            f"{key}.eval_gap": result.eval_gap,
-            f"{key}.target_nn": result.target_nn,
-            f"{key}.reference_nn": result.reference_nn,
-            f"{key}.target_eval_accuracy": result.target_eval_accuracy,
-            f"{key}.reference_eval_accuracy": result.reference_eval_accuracy,
-        }
+        return {f"{key}.{n}": float(getattr(result, n)) for n in FIGURES}
 
     def expected_figures(self, sc: Scenario) -> list[str]:
-        names = ("nn_gap", "eval_gap", "target_nn", "reference_nn", "target_eval_accuracy", "reference_eval_accuracy")
-        return [f"{sc.key}.{n}" for n in names]
+        return [f"{sc.key}.{n}" for n in FIGURES]
 
     def html(self, results: Mapping[str, dict[str, Any]], report: Mapping[str, Any]) -> str:
         return _html(results) if results else ""
