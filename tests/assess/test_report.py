@@ -131,3 +131,38 @@ def test_verdicts_say_adopt_does_not_help_or_makes_it_worse_with_the_cost() -> N
     near = verdicts([{**cost("dp_sgd:4", 0.034, 0.016, 0.6, None), "level_before": "medium", "level_after": "low"}])
     assert near[0]["verdict"] == "no help"
     assert "medium → low, 3.4 % → 1.6 %, within the 2-point tolerance" in verdict_line(cell, near[0])
+
+
+def test_a_change_the_samples_cannot_resolve_does_not_count_as_help() -> None:
+    from sparring.assess.report import verdict_line, verdicts
+    from sparring.metrics import rate_interval
+
+    def row(defence: str, before: float, after: float, n: int | None) -> dict[str, Any]:
+        return {
+            "scenario": f"membership.rmia+{defence}",
+            "defence": defence,
+            "risk_after": "TPR at 1 % FPR ...",
+            "level_before": "medium",
+            "level_after": "low",
+            "value_before": before,
+            "value_after": after,
+            "interval_before": rate_interval(before, n).as_dict() if n else None,
+            "interval_after": rate_interval(after, n).as_dict() if n else None,
+            "query_ms": 0.1,
+            "clean_accuracy_before": 0.9,
+            "clean_accuracy_after": 0.9,
+            "seconds": 0.0,
+            "row": "deployed model",
+            "column": "confidentiality",
+            "rated": True,
+        }
+
+    # 3.4 % -> 1.2 % of 300 members: 2.2 points, past the 2-point floor but inside the chance band
+    noisy = verdicts([row("top_k:1", 0.034, 0.012, 300)])[0]
+    assert noisy["verdict"] == "no help" and noisy["margin"] > 0.022
+    assert "chance variation (±" in verdict_line({"covers": "membership (rmia)"}, noisy)
+    # the same figures without intervals fall back to the 2-point tolerance
+    assert verdicts([row("top_k:1", 0.034, 0.012, None)])[0]["verdict"] == "adopt"
+    # a change far outside the band still counts, either way
+    assert verdicts([row("dp_sgd:1", 0.30, 0.02, 500)])[0]["verdict"] == "adopt"
+    assert verdicts([row("bad", 0.02, 0.30, 500)])[0]["verdict"] == "makes it worse"

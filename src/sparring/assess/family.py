@@ -225,6 +225,8 @@ class CostRow:
             "level_after": self.after.level,
             "value_before": self.before.value,
             "value_after": self.after.value,
+            "interval_before": self.before.interval.as_dict() if self.before.interval else None,
+            "interval_after": self.after.interval.as_dict() if self.after.interval else None,
             "query_ms": self.query_ms,
             "clean_accuracy_before": self.clean_accuracy_before,
             "clean_accuracy_after": self.clean_accuracy_after,
