@@ -131,8 +131,8 @@ class GanPrior(nn.Module):
         self, input_shape: Sequence[int], latent: int = 32, width: int = 32, bounds: tuple[float, float] = (0.0, 1.0)
     ) -> None:
         super().__init__()
-        self.generator = Generator(input_shape, check_positive_int("latent", latent), check_positive_int("width", width),
-                                   bounds)
+        latent, width = check_positive_int("latent", latent), check_positive_int("width", width)
+        self.generator = Generator(input_shape, latent, width, bounds)
         self.discriminator = Discriminator(input_shape, width)
 
     @property
@@ -171,7 +171,7 @@ def train_gan(
     seed: int = 0,
     bounds: tuple[float, float] = (0.0, 1.0),
 ) -> TrainedGan:
-    """Train a :class:`GanPrior` on ``public`` with the hinge loss (Adam, betas 0.5/0.999), one D and one G step a batch."""
+    """Train a :class:`GanPrior` on ``public``: hinge loss, Adam (betas 0.5, 0.999), one D and one G step a batch."""
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     check_positive("lr", lr)
@@ -197,7 +197,8 @@ def train_gan(
         for i in range(0, len(order) - bs + 1, bs):
             real = x_all[order[i : i + bs]]
             fake = gan.generator(torch.randn((bs, latent), generator=g))
-            d_loss = F.relu(1.0 - gan.discriminator(real)).mean() + F.relu(1.0 + gan.discriminator(fake.detach())).mean()
+            d_real, d_fake = gan.discriminator(real), gan.discriminator(fake.detach())
+            d_loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -291,7 +292,8 @@ class GMI(InversionAttack):
             for _ in range(self.steps):
                 opt.zero_grad(set_to_none=True)
                 x = gan.generator(z)
-                loss = F.cross_entropy(classifier.logits(x), labels, reduction="none") - self.prior * gan.discriminator(x)
+                identity = F.cross_entropy(classifier.logits(x), labels, reduction="none")
+                loss = identity - self.prior * gan.discriminator(x)
                 loss.sum().backward()
                 opt.step()
                 with torch.no_grad():
