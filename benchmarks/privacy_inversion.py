@@ -12,10 +12,13 @@ except the evaluated ones, seed 2) on the inversions, and the nearest-neighbour 
 of inversions nearer one of ``--samples`` same-class members than one of as many same-class
 unseen test images; 0.5 is chance). The gap target minus reference is the leak. ``--deep``
 adds DeepInversion on a BatchNorm target (``small_cnn_bn``, trained the same way) with its
-own reference (no peer: ART has none).
+own reference (no peer: ART has none). ``--gmi`` adds GMI (Zhang et al., CVPR 2020) on the
+same small-CNN target and reference: one GAN prior trained on the held-out images outside the
+nearest-neighbour test (disjoint from both models' training data), then used for both models
+(no peer: ART has none).
 Timings are noisy on a shared machine.
 
-Usage: ``python benchmarks/privacy_inversion.py [--per-class 5] [--steps 200] [--deep]``.
+Usage: ``python benchmarks/privacy_inversion.py [--per-class 5] [--steps 200] [--deep] [--gmi] [--only-gmi]``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from torch import nn
 
 from _common import emit, environment, ratio, run_id, split, timer, trained_model
+from sparring.attacks.privacy.gmi import GMI
 from sparring.attacks.privacy.inversion import (
     DeepInversion,
     GradientInversion,
@@ -86,6 +90,35 @@ def _row(
     }
 
 
+def _gmi(
+    args: argparse.Namespace,
+    public: Dataset,
+    labels: torch.Tensor,
+    target: TorchClassifier,
+    reference: TorchClassifier,
+    ev: TorchClassifier,
+    members: Dataset,
+    unseen: Dataset,
+    rid: str,
+) -> None:
+    """GMI on the target and the reference with one GAN prior trained on ``public``."""
+    attack = GMI(n=args.per_class, steps=args.steps, seed=0, gan_epochs=args.gan_epochs)
+    trained = attack.fit(public)
+    res = []
+    for clf in (target, reference):
+        with timer() as t:
+            x = attack.invert(clf, list(range(10)))
+        res.append((_score(x, labels, ev, members, unseen), t["seconds"]))
+    row = _row("sparring gmi (small_cnn)", res[0][0], res[1][0], len(labels), res[0][1])
+    samples = trained.gan.sample(500)
+    hist = torch.bincount(ev.predict_labels(samples), minlength=10)
+    emit(NAME, {
+        **row, "gan_seconds": round(trained.seconds, 2), "public_samples": len(public),
+        "gan_epochs": args.gan_epochs, "restarts": attack.restarts, "prior": attack.prior,
+        "gan_sample_classes": hist.tolist(),
+    }, rid)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=5)
@@ -93,6 +126,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--deep", action="store_true")
+    ap.add_argument("--gmi", action="store_true")
+    ap.add_argument("--only-gmi", action="store_true", help="skip the gradient and MIFace lines")
+    ap.add_argument("--gan-epochs", type=int, default=GMI().gan_epochs)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rid = run_id()
@@ -128,6 +164,10 @@ def main() -> None:
         "per_class": args.per_class, "steps": args.steps, "samples_per_class": sp.per_class,
     }, rid)
     labels = torch.arange(10).repeat_interleave(args.per_class)
+    if args.gmi or args.only_gmi:
+        _gmi(args, test.subset(held), labels, wrap(target), wrap(reference), ev, members, unseen, rid)
+    if args.only_gmi:
+        return
     noise = torch.rand((len(labels), *train.input_shape), generator=torch.Generator().manual_seed(0)) - 0.5
     start = 0.5 + 0.2 * noise  # sparring's default starts (spread 0.2), given to both libraries
     ours = _Fixed(n=args.per_class, steps=args.steps, seed=0)

@@ -13,19 +13,25 @@ training set than a same-class sample neither model saw; equally many of each, s
 chance). The matrix rates the nearest-neighbour gap, target minus reference, with Newcombe's
 interval. A model without BatchNorm (e.g. one trained with DP-SGD, whose BatchNorm Opacus
 replaces by GroupNorm) leaves DeepInversion nothing to match: the entry is refused with one
-line before anything runs. The family takes no defence yet (DP-SGD retraining costs too much
-for its smoke run; see the membership family for it).
+line before anything runs. GMI (Zhang et al., CVPR 2020) searches the latent space of a small
+GAN trained on the held-out split minus the nearest-neighbour test's unseen samples (data
+neither model trained on); that one generator, an artefact built once, inverts both the
+target and the reference, so the gap is the target's leak and not the GAN's. The family takes
+no defence yet (DP-SGD retraining costs too much for its smoke run; see the membership family for it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import Field, field_validator
 
+from sparring.assess.artefacts import load_module, save_json, save_module
 from sparring.assess.context import Artefact, Context, model_artefact
 from sparring.assess.family import (
     TEST_PRIVACY,
@@ -39,6 +45,7 @@ from sparring.assess.family import (
 )
 from sparring.assess.htmlkit import esc, muted, pct, png, table
 from sparring.assess.spec import Entry, one_of
+from sparring.attacks.privacy.gmi import GMI, GanPrior, TrainedGan
 from sparring.attacks.privacy.inversion import (
     INVERSION_ATTACKS,
     InversionSplit,
@@ -78,7 +85,9 @@ class InversionSpec(Entry):
     ``small_cnn`` for an MLP target on images); ``steps``, ``lr``, ``tv``, ``l2``: the
     descent and its priors; ``spread``: how noisy the starting images are (see
     :class:`~sparring.attacks.privacy.inversion.InversionAttack`); ``bn``: DeepInversion's
-    weight on the BatchNorm statistics.
+    weight on the BatchNorm statistics. GMI: ``prior`` (weight of ``-D(G(z))``), ``restarts``
+    (latent starts per inversion), ``latent`` (code size) and ``gan_epochs`` (GAN training on the
+    held-out samples outside the nearest-neighbour test).
     """
 
     attack: str = "gradient"
@@ -92,6 +101,10 @@ class InversionSpec(Entry):
     spread: float = Field(0.2, ge=0.0, le=1.0)
     bn: float = Field(0.05, ge=0.0)
     evaluator: str | None = None
+    prior: float = Field(0.1, ge=0.0)
+    restarts: int = Field(5, ge=1, le=64)
+    latent: int = Field(32, ge=2, le=512)
+    gan_epochs: int = Field(60, ge=1, le=10_000)
 
     @field_validator("attack")
     @classmethod
@@ -112,6 +125,8 @@ class InversionSpec(Entry):
 
     def attack_params(self) -> dict[str, Any]:
         """The attack's constructor arguments."""
+        if self.attack == "gmi":
+            return {"n": self.per_class, "steps": self.steps, "lr": self.lr, **self.gmi_params()}
         out: dict[str, Any] = {
             "n": self.per_class,
             "steps": self.steps,
@@ -121,6 +136,10 @@ class InversionSpec(Entry):
             "spread": self.spread,
         }
         return {**out, "bn": self.bn} if self.attack == "deep_inversion" else out
+
+    def gmi_params(self) -> dict[str, Any]:
+        """GMI's own settings (those of its GAN prior and its latent search)."""
+        return {"prior": self.prior, "restarts": self.restarts, "latent": self.latent, "gan_epochs": self.gan_epochs}
 
 
 class InversionScenarioResult(ScenarioResult):
@@ -146,6 +165,9 @@ class InversionScenarioResult(ScenarioResult):
     seconds: float
     reference_seconds: float
     queries: int
+    #: GMI: seconds to train its GAN prior and the public samples it trained on (None for the other attacks).
+    gan_seconds: float | None = None
+    gan_public: int | None = None
     #: One inversion per class of the target and of the reference, and the target's nearest members (values in bounds).
     classes: list[int]
     target_images: list[Any]
@@ -206,6 +228,40 @@ def evaluator_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
 
     key = {"samples": e.samples, "architecture": arch}
     return model_artefact(f"inversion-evaluator-{arch}-s{e.samples}", key, train, make)
+
+
+#: Held-out samples, besides the nearest-neighbour test's, below which GMI has no public data to train its GAN on.
+GMI_PUBLIC = 32
+
+
+def _public(ctx: Context, split: InversionSplit) -> Dataset:
+    """GMI's public data: the held-out split minus the unseen samples of the nearest-neighbour test."""
+    held = torch.ones(len(ctx.test), dtype=torch.bool)
+    held[split.non_members] = False
+    return ctx.test.subset(held, "gmi public data")
+
+
+def gan_artefact(ctx: Context, e: InversionSpec) -> Artefact[TrainedGan]:
+    """GMI's GAN prior, trained once on the public data and shared by the target's and the reference's inversion."""
+    attack = GMI(seed=ctx.seed, latent=e.latent, gan_epochs=e.gan_epochs)
+    bounds = ctx.config.data.bounds
+
+    def build(c: Context) -> TrainedGan:
+        c.log("  training GMI's GAN prior")
+        return attack.fit(_public(ctx, _split(ctx, e)), bounds)
+
+    def save(value: TrainedGan, folder: Path) -> None:
+        save_module(folder / "gan.safetensors", value.gan)
+        save_json(folder / "gan.json", {"seconds": value.seconds, "d_loss": value.d_loss, "g_loss": value.g_loss})
+
+    def load(c: Context, folder: Path) -> TrainedGan:
+        gan = load_module(folder / "gan.safetensors", GanPrior(ctx.data.input_shape, e.latent, attack.width, bounds))
+        meta = json.loads((folder / "gan.json").read_text())
+        assert isinstance(gan, GanPrior)
+        return TrainedGan(gan, float(meta["seconds"]), list(meta["d_loss"]), list(meta["g_loss"]))
+
+    key = {"samples": e.samples, "latent": e.latent, "gan_epochs": e.gan_epochs}
+    return Artefact(f"inversion-gmi-gan-s{e.samples}-l{e.latent}-e{e.gan_epochs}", key, build, save, load)
 
 
 def _rows(images: torch.Tensor, per_class: int) -> list[Any]:
@@ -276,6 +332,12 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
     for key, r in results.items():
         if r.get("fallback_reason"):
             out.append(f"<p class='muted'>{esc(key)}: {esc(r['fallback_reason'])}</p>")
+        if r.get("gan_seconds") is not None:
+            out.append(
+                f"<p class='muted'>{esc(key)}: GMI's GAN prior trained in {r['gan_seconds']:.1f} s on "
+                f"{r['gan_public']} held-out samples outside the nearest-neighbour test; the same generator "
+                "inverted the model and the reference.</p>"
+            )
     first = next(iter(results.values()))
     out.append(
         muted(
@@ -330,14 +392,20 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
                 "layer; use [model] architecture 'small_cnn_bn' or attack 'gradient'"
             )
         try:
-            _split(ctx, entry)
+            split = _split(ctx, entry)
         except InputError as err:
             raise ConfigError(f"{where}: {err}") from None
+        if entry.attack == "gmi" and len(ctx.test) - len(split.non_members) < GMI_PUBLIC:
+            raise ConfigError(
+                f"{where}.attack: gmi trains its GAN on the held-out samples outside the nearest-neighbour test, "
+                f"{len(ctx.test) - len(split.non_members)} here (needs {GMI_PUBLIC}); lower 'samples' or hold out more"
+            )
 
     def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         e = sc.spec
         assert isinstance(e, InversionSpec)
-        return [reference_artefact(ctx, e), evaluator_artefact(ctx, e)]
+        gan = [gan_artefact(ctx, e)] if e.attack == "gmi" else []
+        return [reference_artefact(ctx, e), evaluator_artefact(ctx, e), *gan]
 
     def run(self, ctx: Context, sc: Scenario) -> InversionScenarioResult:
         e = sc.spec
@@ -352,12 +420,19 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
         attack_name, why = e.attack, None
         params = e.attack_params()
         if e.attack == "deep_inversion" and not batch_norms(getattr(clf, "model", torch.nn.Identity())):
-            attack_name, why = "gradient", (
-                "DeepInversion is not applicable to this model (no BatchNorm running statistics to match); "
-                "gradient inversion ran instead"
+            attack_name, why = (
+                "gradient",
+                (
+                    "DeepInversion is not applicable to this model (no BatchNorm running statistics to match); "
+                    "gradient inversion ran instead"
+                ),
             )
             params.pop("bn")
         attack = INVERSION_ATTACKS[attack_name](seed=ctx.seed, **params)
+        gan: TrainedGan | None = None
+        if isinstance(attack, GMI):
+            gan = ctx.artefact(gan_artefact(ctx, e))
+            attack.use(gan.gan)
         q0 = clf.queries
         r = evaluate_inversion(attack, clf, reference, evaluator, members, unseen, e.classes, attack_name)
         queries = clf.queries - q0
@@ -388,6 +463,8 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             seconds=r.target.seconds,
             reference_seconds=float(ref_seconds),
             queries=queries,
+            gan_seconds=None if gan is None else gan.seconds,
+            gan_public=None if gan is None else len(ctx.test) - len(split.non_members),
             classes=sorted(set(r.target.labels.tolist())),
             target_images=_rows(r.target.images, e.per_class),
             reference_images=_rows(r.reference.images, e.per_class),
