@@ -13,14 +13,20 @@ training set than a same-class sample neither model saw; equally many of each, s
 chance). The matrix rates the nearest-neighbour gap, target minus reference, with Newcombe's
 interval. A model without BatchNorm (e.g. one trained with DP-SGD, whose BatchNorm Opacus
 replaces by GroupNorm) leaves DeepInversion nothing to match: the entry is refused with one
-line before anything runs. The family takes no defence yet (DP-SGD retraining costs too much
-for its smoke run; see the membership family for it).
+line before anything runs.
+
+Defence ``group_norm``: the target retrained with every BatchNorm layer replaced by
+GroupNorm (Opacus' ``ModuleValidator.fix``, the architecture DP-SGD trains), judged by the
+same attack; its reference is retrained the same way, so the gap compares a GroupNorm model
+with a GroupNorm model that never saw the members. DeepInversion has no running statistics
+to match on it and falls back to gradient inversion, saying so. On a model without BatchNorm
+there is nothing to replace: the defended model is the model itself (the result says so).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -29,6 +35,8 @@ from pydantic import Field, field_validator
 from sparring.assess.context import Artefact, Context, model_artefact
 from sparring.assess.family import (
     TEST_PRIVACY,
+    CostRow,
+    Defences,
     Family,
     Rating,
     Rule,
@@ -38,7 +46,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import esc, muted, pct, png, table
-from sparring.assess.spec import Entry, one_of
+from sparring.assess.spec import Entry, defences_field, one_of, parses
 from sparring.attacks.privacy.inversion import (
     INVERSION_ATTACKS,
     InversionSplit,
@@ -49,6 +57,7 @@ from sparring.attacks.privacy.inversion import (
 )
 from sparring.attacks.privacy.reference import reinitialise
 from sparring.data import Dataset
+from sparring.defenses.training.dp_sgd import fix_module, require_opacus
 from sparring.errors import ConfigError, InputError
 from sparring.metrics import Interval, accuracy, rate_interval
 from sparring.models import Access, build
@@ -78,7 +87,7 @@ class InversionSpec(Entry):
     ``small_cnn`` for an MLP target on images); ``steps``, ``lr``, ``tv``, ``l2``: the
     descent and its priors; ``spread``: how noisy the starting images are (see
     :class:`~sparring.attacks.privacy.inversion.InversionAttack`); ``bn``: DeepInversion's
-    weight on the BatchNorm statistics.
+    weight on the BatchNorm statistics; ``defences``: ``group_norm`` (see the module).
     """
 
     attack: str = "gradient"
@@ -92,11 +101,17 @@ class InversionSpec(Entry):
     spread: float = Field(0.2, ge=0.0, le=1.0)
     bn: float = Field(0.05, ge=0.0)
     evaluator: str | None = None
+    defences: list[str] = defences_field()
 
     @field_validator("attack")
     @classmethod
     def _known(cls, v: str) -> str:
         return one_of(v, list(INVERSION_ATTACKS), "inversion attack")
+
+    @field_validator("defences")
+    @classmethod
+    def _known_defences(cls, v: list[str]) -> list[str]:
+        return [parses(FAMILY.check_defence, d) for d in v]
 
     @field_validator("evaluator")
     @classmethod
@@ -151,6 +166,10 @@ class InversionScenarioResult(ScenarioResult):
     target_images: list[Any]
     reference_images: list[Any]
     nearest_members: list[Any]
+    #: ``group_norm``: the BatchNorm layers replaced by GroupNorm (0: none, the model itself was attacked) and the
+    #: defended target's training seconds.
+    replaced_layers: int | None = None
+    defence_seconds: float | None = None
 
 
 def _split(ctx: Context, e: InversionSpec) -> InversionSplit:
@@ -178,17 +197,59 @@ def _without(ctx: Context, split: InversionSplit) -> tuple[Dataset, Dataset]:
     return ctx.train.subset(keep, "reference data"), rest
 
 
-def reference_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
-    """The target's architecture trained like it on the training set minus the evaluated members."""
+def reference_artefact(ctx: Context, e: InversionSpec, defence: str | None = None) -> Artefact[Any]:
+    """The target's architecture trained like it on the training set minus the evaluated members.
+
+    Under ``group_norm`` the reference is the GroupNorm architecture the defended target has.
+    """
+    build_module = _builder(ctx, defence)
+    suffix = "-group_norm" if defence == "group_norm" and _replaced(ctx) else ""
 
     def train() -> tuple[torch.nn.Module, float]:
         data, _ = _without(ctx, _split(ctx, e))
         cfg = ctx.train_config()
         cfg = dataclasses.replace(cfg, seed=cfg.seed + 1, progress=False)
-        r = fit(reinitialise(ctx.build_model(), ctx.seed + 1), data, cfg, desc="inversion reference")
+        r = fit(reinitialise(build_module(), ctx.seed + 1), data, cfg, desc=f"inversion reference{suffix}")
         return r.model, r.seconds
 
-    return model_artefact(f"inversion-reference-s{e.samples}", {"samples": e.samples}, train, ctx.build_model)
+    key = {"samples": e.samples, **({"defence": defence} if suffix else {})}
+    return model_artefact(f"inversion-reference-s{e.samples}{suffix}", key, train, build_module)
+
+
+# -- defence: GroupNorm in place of BatchNorm (what DP-SGD trains) -----------------------
+
+
+def _replaced(ctx: Context) -> int:
+    """How many BatchNorm layers ``group_norm`` replaces in the configured architecture."""
+    return len(batch_norms(ctx.build_model()))
+
+
+def _builder(ctx: Context, defence: str | None) -> Callable[[], torch.nn.Module]:
+    """The untrained module of a target or reference under ``defence`` (GroupNorm for BatchNorm: ``group_norm``)."""
+    if defence != "group_norm" or not _replaced(ctx):
+        return ctx.build_model
+    return lambda: fix_module(ctx.build_model())
+
+
+def group_norm_artefact(ctx: Context) -> Artefact[Any]:
+    """The target retrained like it (same data, settings and seed) with GroupNorm in place of each BatchNorm."""
+    build_module = _builder(ctx, "group_norm")
+
+    def train() -> tuple[torch.nn.Module, float]:
+        cfg = dataclasses.replace(ctx.train_config(), progress=False)
+        r = fit(build_module(), ctx.train, cfg, desc="target with group_norm")
+        return r.model, r.seconds
+
+    return model_artefact("inversion-target-group_norm", {"defence": "group_norm"}, train, build_module)
+
+
+def _defended(ctx: Context, defence: str, target: Any) -> tuple[Any, dict[str, Any]]:
+    """The model the defence yields and what the result records about it (the model itself if nothing changes)."""
+    replaced = _replaced(ctx)
+    if not replaced:
+        return target, {"replaced_layers": 0, "defence_seconds": 0.0}
+    clf, seconds = ctx.artefact(group_norm_artefact(ctx))
+    return clf, {"replaced_layers": replaced, "defence_seconds": float(seconds)}
 
 
 def evaluator_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
@@ -276,6 +337,7 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
     for key, r in results.items():
         if r.get("fallback_reason"):
             out.append(f"<p class='muted'>{esc(key)}: {esc(r['fallback_reason'])}</p>")
+    out.append(_group_norm_html(results))
     first = next(iter(results.values()))
     out.append(
         muted(
@@ -291,6 +353,29 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def _group_norm_html(results: Mapping[str, dict[str, Any]]) -> str:
+    """What the ``group_norm`` defence changed, per defended scenario, beside the undefended gap."""
+    out = []
+    for key, r in results.items():
+        if r.get("defence") != "group_norm":
+            continue
+        base = results.get(key.rsplit("+", 1)[0])
+        before = f" (undefended: {100 * base['nn_gap']:+.1f} pts with {esc(base['attack'])})" if base else ""
+        if not r.get("replaced_layers"):
+            what = "the model has no BatchNorm layer, so there was nothing to replace: the model itself was attacked"
+        else:
+            what = (
+                f"the target was retrained with its {r['replaced_layers']} BatchNorm layers replaced by GroupNorm "
+                "(Opacus' ModuleValidator.fix, the architecture DP-SGD trains), and its reference the same way, so "
+                "the gap compares like with like"
+            )
+        out.append(
+            f"<p>{esc(key)}: {what}; model accuracy {pct(r['clean_accuracy'])}, {esc(r['attack'])} inversion, gap "
+            f"{100 * r['nn_gap']:+.1f} pts{before}.</p>"
+        )
+    return "".join(out)
+
+
 class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
     """``[[inversion]]``: reconstruct classes from the model and measure what the reconstructions leak."""
 
@@ -302,9 +387,16 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
     result = InversionScenarioResult
     threats = {TEST_PRIVACY: "model inversion"}
     rules = {TEST_PRIVACY: RULE}
+    defences = (
+        Defences(
+            "training",
+            names=("group_norm",),
+            summary="the target and its reference retrained with GroupNorm in place of BatchNorm (as DP-SGD trains)",
+        ),
+    )
     attacks = tuple(INVERSION_ATTACKS)
     smoke = {
-        "inversion": [{"per_class": 1, "steps": 20, "samples": 5}],
+        "inversion": [{"per_class": 1, "steps": 20, "samples": 5, "defences": ["group_norm"]}],
     }
 
     def label(self, entry: InversionSpec) -> str:
@@ -333,18 +425,26 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             _split(ctx, entry)
         except InputError as err:
             raise ConfigError(f"{where}: {err}") from None
+        if "group_norm" in entry.defences and _replaced(ctx):
+            require_opacus(f"{where}: defence group_norm (Opacus' ModuleValidator.fix)")
 
     def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         e = sc.spec
         assert isinstance(e, InversionSpec)
-        return [reference_artefact(ctx, e), evaluator_artefact(ctx, e)]
+        needed = [reference_artefact(ctx, e, sc.defence), evaluator_artefact(ctx, e)]
+        if sc.defence == "group_norm" and _replaced(ctx):
+            needed.append(group_norm_artefact(ctx))
+        return needed
 
     def run(self, ctx: Context, sc: Scenario) -> InversionScenarioResult:
         e = sc.spec
         assert isinstance(e, InversionSpec)
         clf: Any
         clf, _ = ctx.target()
-        reference, ref_seconds = ctx.artefact(reference_artefact(ctx, e))
+        defended: dict[str, Any] = {}
+        if sc.defence is not None:
+            clf, defended = _defended(ctx, sc.defence, clf)
+        reference, ref_seconds = ctx.artefact(reference_artefact(ctx, e, sc.defence))
         evaluator, _ = ctx.artefact(evaluator_artefact(ctx, e))
         split = _split(ctx, e)
         members = ctx.train.subset(split.members, "members")
@@ -392,6 +492,7 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             target_images=_rows(r.target.images, e.per_class),
             reference_images=_rows(r.reference.images, e.per_class),
             nearest_members=_rows(nearest, e.per_class),
+            **defended,
         )
 
     def rate(self, result: InversionScenarioResult) -> Rating:
@@ -421,6 +522,14 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
                 result.target_eval_accuracy, result.n, result.reference_eval_accuracy, result.n
             ),
         }
+
+    def cost(self, key: str, result: InversionScenarioResult, base: InversionScenarioResult) -> CostRow:
+        row = super().cost(key, result, base)
+        if result.replaced_layers == 0:
+            note = "no BatchNorm to replace: the model itself"
+        else:
+            note = "the target retrained with GroupNorm in place of BatchNorm (its reference too)"
+        return dataclasses.replace(row, seconds_note=note)
 
     def figures(self, key: str, result: InversionScenarioResult) -> dict[str, float]:
         return {f"{key}.{n}": float(getattr(result, n)) for n in FIGURES}
