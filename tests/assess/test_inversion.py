@@ -12,6 +12,7 @@ from sparring.assess import assess, parse_config
 from sparring.attacks.privacy.inversion import (
     DeepInversion,
     GradientInversion,
+    effective_n,
     gap_interval,
     inversion_split,
     nearest_neighbour_test,
@@ -118,3 +119,14 @@ def test_group_norm_retrains_target_and_reference_without_batchnorm_and_deep_inv
     assert "GroupNorm" in cost["seconds_note"] and cost["level_before"] and cost["level_after"]
     page = (tmp_path / "out" / "report.html").read_text()
     assert "3 BatchNorm layers replaced by GroupNorm" in page and "gradient inversion ran instead" in page
+
+
+def test_inversions_of_one_class_that_agree_count_as_one_sample() -> None:
+    classes = torch.arange(10).repeat_interleave(5)
+    agreeing = (classes % 2).float()  # every inversion of a class lands on the same side
+    assert effective_n(agreeing, classes) == pytest.approx(10.0)
+    mixed = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0] * 5)  # no class agrees more than chance
+    assert effective_n(mixed, classes) == pytest.approx(50.0)
+    assert effective_n(agreeing, torch.arange(50)) == 50.0  # one inversion per class: nothing to cluster
+    narrow, wide = gap_interval(0.7, 50, 0.4, 50), gap_interval(0.7, 10, 0.4, 10)
+    assert wide.low < narrow.low < 0.3 < narrow.high < wide.high and wide.low < 0.0 < narrow.low

@@ -11,7 +11,8 @@ accuracy on them (another architecture, trained on every sample except the evalu
 and the nearest-neighbour test (is an inversion nearer a same-class member of the target's
 training set than a same-class sample neither model saw; equally many of each, so 50 % is
 chance). The matrix rates the nearest-neighbour gap, target minus reference, with Newcombe's
-interval. A model without BatchNorm (e.g. one trained with DP-SGD, whose BatchNorm Opacus
+interval over the effective number of inversions (those of one class tend to land near the
+same samples; Kish's design effect). A model without BatchNorm (e.g. one trained with DP-SGD, whose BatchNorm Opacus
 replaces by GroupNorm) leaves DeepInversion nothing to match: the entry is refused with one
 line before anything runs.
 
@@ -156,6 +157,10 @@ class InversionScenarioResult(ScenarioResult):
     target_nn: float
     reference_nn: float
     nn_gap: float
+    #: Kish's effective sample sizes of the two nearest-neighbour rates (inversions of a class cluster); the
+    #: intervals use them.
+    target_nn_effective_n: float | None = None
+    reference_nn_effective_n: float | None = None
     target_confidence: float
     reference_confidence: float
     seconds: float
@@ -483,6 +488,8 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             target_nn=r.target.nn.closer_to_member,
             reference_nn=r.reference.nn.closer_to_member,
             nn_gap=r.nn_gap,
+            target_nn_effective_n=r.target.nn.effective_n,
+            reference_nn_effective_n=r.reference.nn.effective_n,
             target_confidence=r.target.confidence,
             reference_confidence=r.reference.confidence,
             seconds=r.target.seconds,
@@ -509,14 +516,16 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
 
     @staticmethod
     def _gap_interval(result: InversionScenarioResult) -> Interval:
-        return gap_interval(result.target_nn, result.n, result.reference_nn, result.n)
+        n_t, n_r = result.target_nn_effective_n or result.n, result.reference_nn_effective_n or result.n
+        return gap_interval(result.target_nn, n_t, result.reference_nn, n_r)
 
     def intervals(self, key: str, result: InversionScenarioResult) -> dict[str, Interval]:
         if result.n < RESOLVES:
             return {}
+        n = result.n
         return {
             f"{key}.nn_gap": self._gap_interval(result),
-            f"{key}.target_nn": rate_interval(result.target_nn, result.n),
+            f"{key}.target_nn": rate_interval(result.target_nn, max(1, round(result.target_nn_effective_n or n))),
             f"{key}.target_eval_accuracy": rate_interval(result.target_eval_accuracy, result.n),
             f"{key}.eval_gap": gap_interval(
                 result.target_eval_accuracy, result.n, result.reference_eval_accuracy, result.n
