@@ -74,6 +74,7 @@ def test_nearest_neighbour_test_counts_copies_of_members_as_leaks(trained: dict[
         ({"classes": [3, 12]}, {}, "below 10"),
         ({"defences": ["groupnorm"]}, {}, "unknown inversion defence 'groupnorm'; accepted: group_norm"),
         ({"defences": ["group_norm:8"]}, {}, "takes no argument"),
+        ({"defences": ["dp_sgd:-1"]}, {}, "epsilon must be a finite number > 0"),
     ],
 )
 def test_bad_inversion_entry_gets_a_one_line_error(

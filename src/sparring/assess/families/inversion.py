@@ -22,6 +22,9 @@ same attack; its reference is retrained the same way, so the gap compares a Grou
 with a GroupNorm model that never saw the members. DeepInversion has no running statistics
 to match on it and falls back to gradient inversion, saying so. On a model without BatchNorm
 there is nothing to replace: the defended model is the model itself (the result says so).
+Defence ``dp_sgd:EPS`` (``[dp_sgd]`` settings): the membership family's DP-SGD target (the same
+stored model), and a reference trained with DP-SGD at the same ε on the training set minus
+the members.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from sparring.attacks.privacy.inversion import (
 )
 from sparring.attacks.privacy.reference import reinitialise
 from sparring.data import Dataset
-from sparring.defenses.training.dp_sgd import fix_module, require_opacus
+from sparring.defenses.training.dp_sgd import DPSGD, PRIVATE_TRAINING, fix_module, require_opacus
 from sparring.errors import ConfigError, InputError
 from sparring.metrics import Interval, accuracy, rate_interval
 from sparring.models import Access, build
@@ -88,7 +91,7 @@ class InversionSpec(Entry):
     ``small_cnn`` for an MLP target on images); ``steps``, ``lr``, ``tv``, ``l2``: the
     descent and its priors; ``spread``: how noisy the starting images are (see
     :class:`~sparring.attacks.privacy.inversion.InversionAttack`); ``bn``: DeepInversion's
-    weight on the BatchNorm statistics; ``defences``: ``group_norm`` (see the module).
+    weight on the BatchNorm statistics; ``defences``: ``group_norm``, ``dp_sgd:EPS`` (see the module).
     """
 
     attack: str = "gradient"
@@ -175,6 +178,9 @@ class InversionScenarioResult(ScenarioResult):
     #: defended target's training seconds.
     replaced_layers: int | None = None
     defence_seconds: float | None = None
+    #: ``dp_sgd:EPS``: the accountant's ε spent at δ by the defended target.
+    epsilon: float | None = None
+    delta: float | None = None
 
 
 def _split(ctx: Context, e: InversionSpec) -> InversionSplit:
@@ -205,8 +211,12 @@ def _without(ctx: Context, split: InversionSplit) -> tuple[Dataset, Dataset]:
 def reference_artefact(ctx: Context, e: InversionSpec, defence: str | None = None) -> Artefact[Any]:
     """The target's architecture trained like it on the training set minus the evaluated members.
 
-    Under ``group_norm`` the reference is the GroupNorm architecture the defended target has.
+    Under ``group_norm`` the reference is the GroupNorm architecture the defended target has;
+    under ``dp_sgd:EPS`` it is trained with DP-SGD like the defended target.
     """
+    if _is_dp(defence):
+        assert defence is not None
+        return private_reference_artefact(ctx, e, defence)
     build_module = _builder(ctx, defence)
     suffix = "-group_norm" if defence == "group_norm" and _replaced(ctx) else ""
 
@@ -248,8 +258,46 @@ def group_norm_artefact(ctx: Context) -> Artefact[Any]:
     return model_artefact("inversion-target-group_norm", {"defence": "group_norm"}, train, build_module)
 
 
+# -- defence: DP-SGD (the membership family's private target; a reference trained alike) ---
+
+
+def _is_dp(defence: str | None) -> bool:
+    return defence is not None and defence.partition(":")[0] in PRIVATE_TRAINING
+
+
+def private_target_artefact(ctx: Context, defence: str) -> Artefact[Any]:
+    """The membership family's DP-SGD target (the same stored model: training set, ``[dp_sgd]`` settings)."""
+    from sparring.assess.families.membership import MembershipSpec, private_artefact
+
+    return private_artefact(ctx, defence, MembershipSpec())
+
+
+def private_reference_artefact(ctx: Context, e: InversionSpec, defence: str) -> Artefact[Any]:
+    """A reference trained with DP-SGD at the same ε and ``[dp_sgd]`` settings, without the evaluated members."""
+    from sparring.assess.families.membership import dp_settings
+
+    settings = dp_settings(ctx)
+    dp = DPSGD(PRIVATE_TRAINING.build(defence).epsilon, delta=settings.delta, max_grad_norm=settings.max_grad_norm)
+
+    def build_module() -> torch.nn.Module:
+        return fix_module(ctx.build_model())
+
+    def train() -> tuple[torch.nn.Module, float]:
+        data, _ = _without(ctx, _split(ctx, e))
+        cfg = dataclasses.replace(ctx.train_config(settings.epochs), seed=ctx.seed + 1, progress=False)
+        out = dp.train(reinitialise(ctx.build_model(), ctx.seed + 1), data, cfg)
+        return out.model, out.seconds
+
+    key = {"samples": e.samples, "defence": defence, **dp.get_params(), "epochs": settings.epochs}
+    return model_artefact(f"inversion-reference-s{e.samples}-{defence}", key, train, build_module)
+
+
 def _defended(ctx: Context, defence: str, target: Any) -> tuple[Any, dict[str, Any]]:
     """The model the defence yields and what the result records about it (the model itself if nothing changes)."""
+    if _is_dp(defence):
+        clf, info = ctx.artefact(private_target_artefact(ctx, defence))
+        keep = ("epsilon", "delta", "defence_seconds")
+        return clf, {**{k: info[k] for k in keep}, "replaced_layers": _replaced(ctx)}
     replaced = _replaced(ctx)
     if not replaced:
         return target, {"replaced_layers": 0, "defence_seconds": 0.0}
@@ -359,14 +407,20 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
 
 
 def _group_norm_html(results: Mapping[str, dict[str, Any]]) -> str:
-    """What the ``group_norm`` defence changed, per defended scenario, beside the undefended gap."""
+    """What the ``group_norm`` or ``dp_sgd`` defence changed, per defended scenario, beside the undefended gap."""
     out = []
     for key, r in results.items():
-        if r.get("defence") != "group_norm":
+        if r.get("defence") != "group_norm" and r.get("epsilon") is None:
             continue
         base = results.get(key.rsplit("+", 1)[0])
         before = f" (undefended: {100 * base['nn_gap']:+.1f} pts with {esc(base['attack'])})" if base else ""
-        if not r.get("replaced_layers"):
+        if r.get("epsilon") is not None:
+            gn = f"; its {r['replaced_layers']} BatchNorm layers became GroupNorm" if r.get("replaced_layers") else ""
+            what = (
+                f"the target was trained with DP-SGD (the membership family's model; accountant's ε "
+                f"{r['epsilon']:.2f} at δ {r['delta']:.0e}{gn}), and its reference with DP-SGD at the same ε"
+            )
+        elif not r.get("replaced_layers"):
             what = "the model has no BatchNorm layer, so there was nothing to replace: the model itself was attacked"
         else:
             what = (
@@ -397,6 +451,12 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             "training",
             names=("group_norm",),
             summary="the target and its reference retrained with GroupNorm in place of BatchNorm (as DP-SGD trains)",
+        ),
+        Defences(
+            "training",
+            registry=PRIVATE_TRAINING,
+            settings="dp_sgd",
+            summary="the target and its reference trained with DP-SGD through Opacus (extra 'privacy')",
         ),
     )
     attacks = tuple(INVERSION_ATTACKS)
@@ -432,6 +492,16 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             raise ConfigError(f"{where}: {err}") from None
         if "group_norm" in entry.defences and _replaced(ctx):
             require_opacus(f"{where}: defence group_norm (Opacus' ModuleValidator.fix)")
+        if any(_is_dp(d) for d in entry.defences):
+            from sparring.assess.families.membership import dp_settings
+
+            require_opacus(f"{where}: defence dp_sgd")
+            n, delta = len(ctx.train), dp_settings(ctx).delta
+            if delta >= 1.0 / n:
+                raise ConfigError(
+                    f"[dp_sgd] delta = {delta:g} is not below 1/N = {1.0 / n:.3g} for N = {n} training records; "
+                    "lower delta"
+                )
 
     def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         e = sc.spec
@@ -439,6 +509,9 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
         needed = [reference_artefact(ctx, e, sc.defence), evaluator_artefact(ctx, e)]
         if sc.defence == "group_norm" and _replaced(ctx):
             needed.append(group_norm_artefact(ctx))
+        if _is_dp(sc.defence):
+            assert sc.defence is not None
+            needed.append(private_target_artefact(ctx, sc.defence))
         return needed
 
     def run(self, ctx: Context, sc: Scenario) -> InversionScenarioResult:
@@ -534,7 +607,9 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
 
     def cost(self, key: str, result: InversionScenarioResult, base: InversionScenarioResult) -> CostRow:
         row = super().cost(key, result, base)
-        if result.replaced_layers == 0:
+        if result.epsilon is not None:
+            note = f"DP-SGD training (its reference too); accountant's ε {result.epsilon:.2f} at δ {result.delta:.0e}"
+        elif result.replaced_layers == 0:
             note = "no BatchNorm to replace: the model itself"
         else:
             note = "the target retrained with GroupNorm in place of BatchNorm (its reference too)"
