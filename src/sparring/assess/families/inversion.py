@@ -615,6 +615,10 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             note = "the target retrained with GroupNorm in place of BatchNorm (its reference too)"
         return dataclasses.replace(row, seconds_note=note)
 
+    def mitigates(self, result: InversionScenarioResult) -> bool:
+        # group_norm on a model without BatchNorm changed nothing: not a defended model of the cell.
+        return super().mitigates(result) and not (result.defence == "group_norm" and result.replaced_layers == 0)
+
     def figures(self, key: str, result: InversionScenarioResult) -> dict[str, float]:
         return {f"{key}.{n}": float(getattr(result, n)) for n in FIGURES}
 
