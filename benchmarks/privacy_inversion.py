@@ -10,12 +10,18 @@ the same number of steps, its default window 100 and threshold 0.99, learning ra
 Both are scored alike: the accuracy of an MLP evaluation classifier (trained on every sample
 except the evaluated ones, seed 2) on the inversions, and the nearest-neighbour test (share
 of inversions nearer one of ``--samples`` same-class members than one of as many same-class
-unseen test images; 0.5 is chance). The gap target minus reference is the leak. ``--deep``
+unseen test images; 0.5 is chance). The gap target minus reference is the leak; its
+interval is given as if the inversions were independent (``nn_gap_ci95``) and with Kish's
+effective sample size of inversions clustered by class (``nn_gap_ci95_clustered``). ``--deep``
 adds DeepInversion on a BatchNorm target (``small_cnn_bn``, trained the same way) with its
 own reference (no peer: ART has none). ``--gmi`` adds GMI (Zhang et al., CVPR 2020) on the
 same small-CNN target and reference: one GAN prior trained on the held-out images outside the
 nearest-neighbour test (disjoint from both models' training data), then used for both models
 (no peer: ART has none).
+own reference (no peer: ART has none), and the ``group_norm`` defence: the same BatchNorm
+architecture with every BatchNorm replaced by GroupNorm (Opacus' ``ModuleValidator.fix``, as
+DP-SGD trains it), target and reference trained the same way (not cached), inverted by
+gradient inversion, which is what DeepInversion falls back to on it.
 Timings are noisy on a shared machine.
 
 Usage: ``python benchmarks/privacy_inversion.py [--per-class 5] [--steps 200] [--deep] [--gmi] [--only-gmi]``.
@@ -40,7 +46,9 @@ from sparring.attacks.privacy.inversion import (
     nearest_neighbour_test,
 )
 from sparring.data import Dataset
-from sparring.models import TorchClassifier
+from sparring.defenses.training.dp_sgd import fix_module
+from sparring.models import TorchClassifier, build
+from sparring.train import TrainConfig, fit
 
 NAME = "privacy_inversion"
 
@@ -67,15 +75,17 @@ def _art_miface(model: nn.Module, start: torch.Tensor, labels: torch.Tensor, ste
 
 def _score(
     images: torch.Tensor, labels: torch.Tensor, evaluator: TorchClassifier, members: Dataset, unseen: Dataset
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     acc = float((evaluator.predict_labels(images) == labels).float().mean())
-    return acc, nearest_neighbour_test(images, labels, members, unseen).closer_to_member
+    nn_test = nearest_neighbour_test(images, labels, members, unseen)
+    return acc, nn_test.closer_to_member, nn_test.effective_n
 
 
 def _row(
-    attack: str, t: tuple[float, float], r: tuple[float, float], n: int, seconds: float
+    attack: str, t: tuple[float, float, float], r: tuple[float, float, float], n: int, seconds: float
 ) -> dict[str, Any]:
     ci = gap_interval(t[1], n, r[1], n)
+    clustered = gap_interval(t[1], t[2], r[1], r[2])
     return {
         "attack": attack,
         "eval_accuracy_target": round(t[0], 3),
@@ -85,6 +95,8 @@ def _row(
         "nn_reference": round(r[1], 3),
         "nn_gap": round(t[1] - r[1], 3),
         "nn_gap_ci95": [round(ci.low, 3), round(ci.high, 3)],
+        "nn_effective_n": [round(t[2], 1), round(r[2], 1)],
+        "nn_gap_ci95_clustered": [round(clustered.low, 3), round(clustered.high, 3)],
         "n": n,
         "seconds_target": round(seconds, 2),
     }
@@ -205,6 +217,22 @@ def main() -> None:
                 res.append((_score(x, labels, ev, members, unseen), t["seconds"]))
             results[name] = _row(f"sparring {name} (small_cnn_bn)", res[0][0], res[1][0], len(labels), res[0][1])
             emit(NAME, results[name], rid)
+        gn = []
+        for data, seed in ((train, 0), (ref_data, 1)):
+            module = fix_module(build("small_cnn_bn", train.input_shape, 10, seed=seed))
+            gn.append(fit(module, data, TrainConfig(epochs=8, seed=seed, progress=False)).model.eval())
+        inv = GradientInversion(n=args.per_class, steps=args.steps, seed=0)
+        res = []
+        for model in gn:
+            with timer() as t:
+                x = inv.invert(wrap(model), list(range(10)))
+            res.append((_score(x, labels, ev, members, unseen), t["seconds"]))
+        row = _row("sparring deep_inversion+group_norm (ran as gradient)", res[0][0], res[1][0], len(labels), res[0][1])
+        gn_accuracy = wrap(gn[0]).predict_labels(test.x).eq(test.y).float().mean().item()
+        row["group_norm_target_accuracy"] = round(gn_accuracy, 4)
+        bn_accuracy = wrap(bn_target).predict_labels(test.x).eq(test.y).float().mean().item()
+        row["batch_norm_target_accuracy"] = round(bn_accuracy, 4)
+        emit(NAME, row, rid)
 
 
 if __name__ == "__main__":

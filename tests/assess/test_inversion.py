@@ -12,6 +12,7 @@ from sparring.assess import assess, parse_config
 from sparring.attacks.privacy.inversion import (
     DeepInversion,
     GradientInversion,
+    effective_n,
     gap_interval,
     inversion_split,
     nearest_neighbour_test,
@@ -71,6 +72,9 @@ def test_nearest_neighbour_test_counts_copies_of_members_as_leaks(trained: dict[
         ({"evaluator": "resnet"}, {}, "evaluator architecture"),
         ({"attack": "deep_inversion"}, {"architecture": "small_cnn"}, "no BatchNorm"),
         ({"classes": [3, 12]}, {}, "below 10"),
+        ({"defences": ["groupnorm"]}, {}, "unknown inversion defence 'groupnorm'; accepted: group_norm"),
+        ({"defences": ["group_norm:8"]}, {}, "takes no argument"),
+        ({"defences": ["dp_sgd:-1"]}, {}, "epsilon must be a finite number > 0"),
     ],
 )
 def test_bad_inversion_entry_gets_a_one_line_error(
@@ -81,3 +85,49 @@ def test_bad_inversion_entry_gets_a_one_line_error(
         assess(parse_config(cfg), tmp_path / "out", log=lambda s: None)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_group_norm_retrains_target_and_reference_without_batchnorm_and_deep_inversion_falls_back(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import load_file
+
+    cfg = {
+        "data": {"dataset": "digits"},
+        "model": {"epochs": 1, "architecture": "small_cnn_bn"},
+        "inversion": [
+            {"attack": "deep_inversion", "per_class": 1, "steps": 3, "samples": 5, "defences": ["group_norm"]}
+        ],
+    }
+    report, failed = assess(parse_config(cfg), tmp_path / "out", log=lambda s: None)
+    assert not failed
+    base, defended = (
+        report["scenarios"]["inversion.deep_inversion"],
+        report["scenarios"]["inversion.deep_inversion+group_norm"],
+    )
+    assert base["attack"] == "deep_inversion" and "replaced_layers" not in base
+    assert defended["requested"] == "deep_inversion" and defended["attack"] == "gradient"
+    assert "not applicable" in defended["fallback_reason"] and defended["replaced_layers"] == 3
+    assert defended["defence_seconds"] > 0
+    stored = tmp_path / "out" / ".work" / "artefacts"
+    for name in ("model-inversion-target-group_norm", "model-inversion-reference-s5-group_norm"):
+        weights = load_file(str(stored / name / "model.safetensors"))
+        assert not any("running_mean" in k for k in weights) and "bn1.weight" in weights, name
+    assert any(
+        "running_mean" in k for k in load_file(str(stored / "model-inversion-reference-s5" / "model.safetensors"))
+    )
+    (cost,) = [c for c in report["defence_costs"] if c["defence"] == "group_norm"]
+    assert "GroupNorm" in cost["seconds_note"] and cost["level_before"] and cost["level_after"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "3 BatchNorm layers replaced by GroupNorm" in page and "gradient inversion ran instead" in page
+
+
+def test_inversions_of_one_class_that_agree_count_as_one_sample() -> None:
+    classes = torch.arange(10).repeat_interleave(5)
+    agreeing = (classes % 2).float()  # every inversion of a class lands on the same side
+    assert effective_n(agreeing, classes) == pytest.approx(10.0)
+    mixed = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0] * 5)  # no class agrees more than chance
+    assert effective_n(mixed, classes) == pytest.approx(50.0)
+    assert effective_n(agreeing, torch.arange(50)) == 50.0  # one inversion per class: nothing to cluster
+    narrow, wide = gap_interval(0.7, 50, 0.4, 50), gap_interval(0.7, 10, 0.4, 10)
+    assert wide.low < narrow.low < 0.3 < narrow.high < wide.high and wide.low < 0.0 < narrow.low

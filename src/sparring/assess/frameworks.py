@@ -149,6 +149,9 @@ DEFENCES: dict[str, tuple[str, ...]] = {
     "membership.label_smoothing": ("AML.M0003",),
     "membership.early_stopping": ("AML.M0003",),
     "membership.dropout": ("AML.M0003",),
+    # GroupNorm in place of BatchNorm (as DP-SGD trains) keeps no training-set statistics in the model: hardening
+    "inversion.group_norm": ("AML.M0003",),
+    "inversion.dp_sgd": ("AML.M0003",),
     "extraction.round": ("AML.M0002",),
     "extraction.top_k": ("AML.M0002",),
     "extraction.label_only": ("AML.M0002",),

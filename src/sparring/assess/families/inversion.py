@@ -11,20 +11,30 @@ accuracy on them (another architecture, trained on every sample except the evalu
 and the nearest-neighbour test (is an inversion nearer a same-class member of the target's
 training set than a same-class sample neither model saw; equally many of each, so 50 % is
 chance). The matrix rates the nearest-neighbour gap, target minus reference, with Newcombe's
-interval. A model without BatchNorm (e.g. one trained with DP-SGD, whose BatchNorm Opacus
+interval over the effective number of inversions (those of one class tend to land near the
+same samples; Kish's design effect). A model without BatchNorm (e.g. one trained with DP-SGD, whose BatchNorm Opacus
 replaces by GroupNorm) leaves DeepInversion nothing to match: the entry is refused with one
 line before anything runs. GMI (Zhang et al., CVPR 2020) searches the latent space of a small
 GAN trained on the held-out split minus the nearest-neighbour test's unseen samples (data
 neither model trained on); that one generator, an artefact built once, inverts both the
-target and the reference, so the gap is the target's leak and not the GAN's. The family takes
-no defence yet (DP-SGD retraining costs too much for its smoke run; see the membership family for it).
+target and the reference, so the gap is the target's leak and not the GAN's.
+
+Defence ``group_norm``: the target retrained with every BatchNorm layer replaced by
+GroupNorm (Opacus' ``ModuleValidator.fix``, the architecture DP-SGD trains), judged by the
+same attack; its reference is retrained the same way, so the gap compares a GroupNorm model
+with a GroupNorm model that never saw the members. DeepInversion has no running statistics
+to match on it and falls back to gradient inversion, saying so. On a model without BatchNorm
+there is nothing to replace: the defended model is the model itself (the result says so).
+Defence ``dp_sgd:EPS`` (``[dp_sgd]`` settings): the membership family's DP-SGD target (the same
+stored model), and a reference trained with DP-SGD at the same ε on the training set minus
+the members.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +45,8 @@ from sparring.assess.artefacts import load_module, save_json, save_module
 from sparring.assess.context import Artefact, Context, model_artefact
 from sparring.assess.family import (
     TEST_PRIVACY,
+    CostRow,
+    Defences,
     Family,
     Rating,
     Rule,
@@ -44,7 +56,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import esc, muted, pct, png, table
-from sparring.assess.spec import Entry, one_of
+from sparring.assess.spec import Entry, defences_field, one_of, parses
 from sparring.attacks.privacy.gmi import GMI, GanPrior, TrainedGan
 from sparring.attacks.privacy.inversion import (
     INVERSION_ATTACKS,
@@ -56,6 +68,7 @@ from sparring.attacks.privacy.inversion import (
 )
 from sparring.attacks.privacy.reference import reinitialise
 from sparring.data import Dataset
+from sparring.defenses.training.dp_sgd import DPSGD, PRIVATE_TRAINING, fix_module, require_opacus
 from sparring.errors import ConfigError, InputError
 from sparring.metrics import Interval, accuracy, rate_interval
 from sparring.models import Access, build
@@ -87,7 +100,8 @@ class InversionSpec(Entry):
     :class:`~sparring.attacks.privacy.inversion.InversionAttack`); ``bn``: DeepInversion's
     weight on the BatchNorm statistics. GMI: ``prior`` (weight of ``-D(G(z))``), ``restarts``
     (latent starts per inversion), ``latent`` (code size) and ``gan_epochs`` (GAN training on the
-    held-out samples outside the nearest-neighbour test).
+    held-out samples outside the nearest-neighbour test); ``defences``: ``group_norm``, ``dp_sgd:EPS``
+    (see the module).
     """
 
     attack: str = "gradient"
@@ -105,11 +119,17 @@ class InversionSpec(Entry):
     restarts: int = Field(5, ge=1, le=64)
     latent: int = Field(32, ge=2, le=512)
     gan_epochs: int = Field(60, ge=1, le=10_000)
+    defences: list[str] = defences_field()
 
     @field_validator("attack")
     @classmethod
     def _known(cls, v: str) -> str:
         return one_of(v, list(INVERSION_ATTACKS), "inversion attack")
+
+    @field_validator("defences")
+    @classmethod
+    def _known_defences(cls, v: list[str]) -> list[str]:
+        return [parses(FAMILY.check_defence, d) for d in v]
 
     @field_validator("evaluator")
     @classmethod
@@ -160,6 +180,10 @@ class InversionScenarioResult(ScenarioResult):
     target_nn: float
     reference_nn: float
     nn_gap: float
+    #: Kish's effective sample sizes of the two nearest-neighbour rates (inversions of a class cluster); the
+    #: intervals use them.
+    target_nn_effective_n: float | None = None
+    reference_nn_effective_n: float | None = None
     target_confidence: float
     reference_confidence: float
     seconds: float
@@ -173,6 +197,13 @@ class InversionScenarioResult(ScenarioResult):
     target_images: list[Any]
     reference_images: list[Any]
     nearest_members: list[Any]
+    #: ``group_norm``: the BatchNorm layers replaced by GroupNorm (0: none, the model itself was attacked) and the
+    #: defended target's training seconds.
+    replaced_layers: int | None = None
+    defence_seconds: float | None = None
+    #: ``dp_sgd:EPS``: the accountant's ε spent at δ by the defended target.
+    epsilon: float | None = None
+    delta: float | None = None
 
 
 def _split(ctx: Context, e: InversionSpec) -> InversionSplit:
@@ -200,17 +231,101 @@ def _without(ctx: Context, split: InversionSplit) -> tuple[Dataset, Dataset]:
     return ctx.train.subset(keep, "reference data"), rest
 
 
-def reference_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
-    """The target's architecture trained like it on the training set minus the evaluated members."""
+def reference_artefact(ctx: Context, e: InversionSpec, defence: str | None = None) -> Artefact[Any]:
+    """The target's architecture trained like it on the training set minus the evaluated members.
+
+    Under ``group_norm`` the reference is the GroupNorm architecture the defended target has;
+    under ``dp_sgd:EPS`` it is trained with DP-SGD like the defended target.
+    """
+    if _is_dp(defence):
+        assert defence is not None
+        return private_reference_artefact(ctx, e, defence)
+    build_module = _builder(ctx, defence)
+    suffix = "-group_norm" if defence == "group_norm" and _replaced(ctx) else ""
 
     def train() -> tuple[torch.nn.Module, float]:
         data, _ = _without(ctx, _split(ctx, e))
         cfg = ctx.train_config()
         cfg = dataclasses.replace(cfg, seed=cfg.seed + 1, progress=False)
-        r = fit(reinitialise(ctx.build_model(), ctx.seed + 1), data, cfg, desc="inversion reference")
+        r = fit(reinitialise(build_module(), ctx.seed + 1), data, cfg, desc=f"inversion reference{suffix}")
         return r.model, r.seconds
 
-    return model_artefact(f"inversion-reference-s{e.samples}", {"samples": e.samples}, train, ctx.build_model)
+    key = {"samples": e.samples, **({"defence": defence} if suffix else {})}
+    return model_artefact(f"inversion-reference-s{e.samples}{suffix}", key, train, build_module)
+
+
+# -- defence: GroupNorm in place of BatchNorm (what DP-SGD trains) -----------------------
+
+
+def _replaced(ctx: Context) -> int:
+    """How many BatchNorm layers ``group_norm`` replaces in the configured architecture."""
+    return len(batch_norms(ctx.build_model()))
+
+
+def _builder(ctx: Context, defence: str | None) -> Callable[[], torch.nn.Module]:
+    """The untrained module of a target or reference under ``defence`` (GroupNorm for BatchNorm: ``group_norm``)."""
+    if defence != "group_norm" or not _replaced(ctx):
+        return ctx.build_model
+    return lambda: fix_module(ctx.build_model())
+
+
+def group_norm_artefact(ctx: Context) -> Artefact[Any]:
+    """The target retrained like it (same data, settings and seed) with GroupNorm in place of each BatchNorm."""
+    build_module = _builder(ctx, "group_norm")
+
+    def train() -> tuple[torch.nn.Module, float]:
+        cfg = dataclasses.replace(ctx.train_config(), progress=False)
+        r = fit(build_module(), ctx.train, cfg, desc="target with group_norm")
+        return r.model, r.seconds
+
+    return model_artefact("inversion-target-group_norm", {"defence": "group_norm"}, train, build_module)
+
+
+# -- defence: DP-SGD (the membership family's private target; a reference trained alike) ---
+
+
+def _is_dp(defence: str | None) -> bool:
+    return defence is not None and defence.partition(":")[0] in PRIVATE_TRAINING
+
+
+def private_target_artefact(ctx: Context, defence: str) -> Artefact[Any]:
+    """The membership family's DP-SGD target (the same stored model: training set, ``[dp_sgd]`` settings)."""
+    from sparring.assess.families.membership import MembershipSpec, private_artefact
+
+    return private_artefact(ctx, defence, MembershipSpec())
+
+
+def private_reference_artefact(ctx: Context, e: InversionSpec, defence: str) -> Artefact[Any]:
+    """A reference trained with DP-SGD at the same ε and ``[dp_sgd]`` settings, without the evaluated members."""
+    from sparring.assess.families.membership import dp_settings
+
+    settings = dp_settings(ctx)
+    dp = DPSGD(PRIVATE_TRAINING.build(defence).epsilon, delta=settings.delta, max_grad_norm=settings.max_grad_norm)
+
+    def build_module() -> torch.nn.Module:
+        return fix_module(ctx.build_model())
+
+    def train() -> tuple[torch.nn.Module, float]:
+        data, _ = _without(ctx, _split(ctx, e))
+        cfg = dataclasses.replace(ctx.train_config(settings.epochs), seed=ctx.seed + 1, progress=False)
+        out = dp.train(reinitialise(ctx.build_model(), ctx.seed + 1), data, cfg)
+        return out.model, out.seconds
+
+    key = {"samples": e.samples, "defence": defence, **dp.get_params(), "epochs": settings.epochs}
+    return model_artefact(f"inversion-reference-s{e.samples}-{defence}", key, train, build_module)
+
+
+def _defended(ctx: Context, defence: str, target: Any) -> tuple[Any, dict[str, Any]]:
+    """The model the defence yields and what the result records about it (the model itself if nothing changes)."""
+    if _is_dp(defence):
+        clf, info = ctx.artefact(private_target_artefact(ctx, defence))
+        keep = ("epsilon", "delta", "defence_seconds")
+        return clf, {**{k: info[k] for k in keep}, "replaced_layers": _replaced(ctx)}
+    replaced = _replaced(ctx)
+    if not replaced:
+        return target, {"replaced_layers": 0, "defence_seconds": 0.0}
+    clf, seconds = ctx.artefact(group_norm_artefact(ctx))
+    return clf, {"replaced_layers": replaced, "defence_seconds": float(seconds)}
 
 
 def evaluator_artefact(ctx: Context, e: InversionSpec) -> Artefact[Any]:
@@ -338,6 +453,7 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
                 f"{r['gan_public']} held-out samples outside the nearest-neighbour test; the same generator "
                 "inverted the model and the reference.</p>"
             )
+    out.append(_group_norm_html(results))
     first = next(iter(results.values()))
     out.append(
         muted(
@@ -353,6 +469,35 @@ def _html(results: Mapping[str, dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def _group_norm_html(results: Mapping[str, dict[str, Any]]) -> str:
+    """What the ``group_norm`` or ``dp_sgd`` defence changed, per defended scenario, beside the undefended gap."""
+    out = []
+    for key, r in results.items():
+        if r.get("defence") != "group_norm" and r.get("epsilon") is None:
+            continue
+        base = results.get(key.rsplit("+", 1)[0])
+        before = f" (undefended: {100 * base['nn_gap']:+.1f} pts with {esc(base['attack'])})" if base else ""
+        if r.get("epsilon") is not None:
+            gn = f"; its {r['replaced_layers']} BatchNorm layers became GroupNorm" if r.get("replaced_layers") else ""
+            what = (
+                f"the target was trained with DP-SGD (the membership family's model; accountant's ε "
+                f"{r['epsilon']:.2f} at δ {r['delta']:.0e}{gn}), and its reference with DP-SGD at the same ε"
+            )
+        elif not r.get("replaced_layers"):
+            what = "the model has no BatchNorm layer, so there was nothing to replace: the model itself was attacked"
+        else:
+            what = (
+                f"the target was retrained with its {r['replaced_layers']} BatchNorm layers replaced by GroupNorm "
+                "(Opacus' ModuleValidator.fix, the architecture DP-SGD trains), and its reference the same way, so "
+                "the gap compares like with like"
+            )
+        out.append(
+            f"<p>{esc(key)}: {what}; model accuracy {pct(r['clean_accuracy'])}, {esc(r['attack'])} inversion, gap "
+            f"{100 * r['nn_gap']:+.1f} pts{before}.</p>"
+        )
+    return "".join(out)
+
+
 class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
     """``[[inversion]]``: reconstruct classes from the model and measure what the reconstructions leak."""
 
@@ -364,9 +509,22 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
     result = InversionScenarioResult
     threats = {TEST_PRIVACY: "model inversion"}
     rules = {TEST_PRIVACY: RULE}
+    defences = (
+        Defences(
+            "training",
+            names=("group_norm",),
+            summary="the target and its reference retrained with GroupNorm in place of BatchNorm (as DP-SGD trains)",
+        ),
+        Defences(
+            "training",
+            registry=PRIVATE_TRAINING,
+            settings="dp_sgd",
+            summary="the target and its reference trained with DP-SGD through Opacus (extra 'privacy')",
+        ),
+    )
     attacks = tuple(INVERSION_ATTACKS)
     smoke = {
-        "inversion": [{"per_class": 1, "steps": 20, "samples": 5}],
+        "inversion": [{"per_class": 1, "steps": 20, "samples": 5, "defences": ["group_norm"]}],
     }
 
     def label(self, entry: InversionSpec) -> str:
@@ -400,19 +558,41 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
                 f"{where}.attack: gmi trains its GAN on the held-out samples outside the nearest-neighbour test, "
                 f"{len(ctx.test) - len(split.non_members)} here (needs {GMI_PUBLIC}); lower 'samples' or hold out more"
             )
+        if "group_norm" in entry.defences and _replaced(ctx):
+            require_opacus(f"{where}: defence group_norm (Opacus' ModuleValidator.fix)")
+        if any(_is_dp(d) for d in entry.defences):
+            from sparring.assess.families.membership import dp_settings
+
+            require_opacus(f"{where}: defence dp_sgd")
+            n, delta = len(ctx.train), dp_settings(ctx).delta
+            if delta >= 1.0 / n:
+                raise ConfigError(
+                    f"[dp_sgd] delta = {delta:g} is not below 1/N = {1.0 / n:.3g} for N = {n} training records; "
+                    "lower delta"
+                )
 
     def artefacts(self, ctx: Context, sc: Scenario) -> list[Artefact[Any]]:
         e = sc.spec
         assert isinstance(e, InversionSpec)
-        gan = [gan_artefact(ctx, e)] if e.attack == "gmi" else []
-        return [reference_artefact(ctx, e), evaluator_artefact(ctx, e), *gan]
+        needed = [reference_artefact(ctx, e, sc.defence), evaluator_artefact(ctx, e)]
+        if e.attack == "gmi":
+            needed.append(gan_artefact(ctx, e))
+        if sc.defence == "group_norm" and _replaced(ctx):
+            needed.append(group_norm_artefact(ctx))
+        if _is_dp(sc.defence):
+            assert sc.defence is not None
+            needed.append(private_target_artefact(ctx, sc.defence))
+        return needed
 
     def run(self, ctx: Context, sc: Scenario) -> InversionScenarioResult:
         e = sc.spec
         assert isinstance(e, InversionSpec)
         clf: Any
         clf, _ = ctx.target()
-        reference, ref_seconds = ctx.artefact(reference_artefact(ctx, e))
+        defended: dict[str, Any] = {}
+        if sc.defence is not None:
+            clf, defended = _defended(ctx, sc.defence, clf)
+        reference, ref_seconds = ctx.artefact(reference_artefact(ctx, e, sc.defence))
         evaluator, _ = ctx.artefact(evaluator_artefact(ctx, e))
         split = _split(ctx, e)
         members = ctx.train.subset(split.members, "members")
@@ -458,6 +638,8 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             target_nn=r.target.nn.closer_to_member,
             reference_nn=r.reference.nn.closer_to_member,
             nn_gap=r.nn_gap,
+            target_nn_effective_n=r.target.nn.effective_n,
+            reference_nn_effective_n=r.reference.nn.effective_n,
             target_confidence=r.target.confidence,
             reference_confidence=r.reference.confidence,
             seconds=r.target.seconds,
@@ -469,6 +651,7 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
             target_images=_rows(r.target.images, e.per_class),
             reference_images=_rows(r.reference.images, e.per_class),
             nearest_members=_rows(nearest, e.per_class),
+            **defended,
         )
 
     def rate(self, result: InversionScenarioResult) -> Rating:
@@ -485,19 +668,35 @@ class InversionFamily(Family[InversionSpec, InversionScenarioResult]):
 
     @staticmethod
     def _gap_interval(result: InversionScenarioResult) -> Interval:
-        return gap_interval(result.target_nn, result.n, result.reference_nn, result.n)
+        n_t, n_r = result.target_nn_effective_n or result.n, result.reference_nn_effective_n or result.n
+        return gap_interval(result.target_nn, n_t, result.reference_nn, n_r)
 
     def intervals(self, key: str, result: InversionScenarioResult) -> dict[str, Interval]:
         if result.n < RESOLVES:
             return {}
+        n = result.n
         return {
             f"{key}.nn_gap": self._gap_interval(result),
-            f"{key}.target_nn": rate_interval(result.target_nn, result.n),
+            f"{key}.target_nn": rate_interval(result.target_nn, max(1, round(result.target_nn_effective_n or n))),
             f"{key}.target_eval_accuracy": rate_interval(result.target_eval_accuracy, result.n),
             f"{key}.eval_gap": gap_interval(
                 result.target_eval_accuracy, result.n, result.reference_eval_accuracy, result.n
             ),
         }
+
+    def cost(self, key: str, result: InversionScenarioResult, base: InversionScenarioResult) -> CostRow:
+        row = super().cost(key, result, base)
+        if result.epsilon is not None:
+            note = f"DP-SGD training (its reference too); accountant's ε {result.epsilon:.2f} at δ {result.delta:.0e}"
+        elif result.replaced_layers == 0:
+            note = "no BatchNorm to replace: the model itself"
+        else:
+            note = "the target retrained with GroupNorm in place of BatchNorm (its reference too)"
+        return dataclasses.replace(row, seconds_note=note)
+
+    def mitigates(self, result: InversionScenarioResult) -> bool:
+        # group_norm on a model without BatchNorm changed nothing: not a defended model of the cell.
+        return super().mitigates(result) and not (result.defence == "group_norm" and result.replaced_layers == 0)
 
     def figures(self, key: str, result: InversionScenarioResult) -> dict[str, float]:
         return {f"{key}.{n}": float(getattr(result, n)) for n in FIGURES}

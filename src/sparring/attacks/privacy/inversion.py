@@ -284,6 +284,9 @@ class NearestNeighbours:
     nearest_member: Tensor
     member_distance: Tensor
     non_member_distance: Tensor
+    #: Inversions of one class tend to land near the same samples: the sample size the rate is worth (see
+    #: :func:`effective_n`), for its interval.
+    effective_n: float = 0.0
 
 
 def nearest_neighbour_test(
@@ -298,7 +301,29 @@ def nearest_neighbour_test(
     best_m, idx = d_m.min(dim=1)
     best_n = d_n.min(dim=1).values
     closer = (best_m < best_n).float() + 0.5 * (best_m == best_n).float()
-    return NearestNeighbours(float(closer.mean()), idx, best_m, best_n)
+    return NearestNeighbours(float(closer.mean()), idx, best_m, best_n, effective_n(closer, labels))
+
+
+def effective_n(outcomes: Tensor, groups: Tensor) -> float:
+    """Kish's effective sample size of ``outcomes`` clustered in ``groups``: ``n / (1 + (m - 1) * icc)``.
+
+    ``icc`` is the one-way ANOVA intra-class correlation (clipped to [0, 1]) and ``m`` the mean
+    group size. Inversions of one class start apart but often end near the same training
+    samples, so their nearest-neighbour outcomes are not independent: an interval over ``n``
+    of them as if they were would be too narrow.
+    """
+    values = outcomes.double()
+    ids = torch.unique(groups)
+    n, k = len(values), len(ids)
+    if k < 2 or n <= k:
+        return float(n)
+    sizes = torch.stack([(groups == g).sum() for g in ids]).double()
+    means = torch.stack([values[groups == g].mean() for g in ids])
+    within = sum(float(((values[groups == g] - means[i]) ** 2).sum()) for i, g in enumerate(ids)) / (n - k)
+    between = float((sizes * (means - values.mean()) ** 2).sum()) / (k - 1)
+    m = (n - float((sizes**2).sum()) / n) / (k - 1)
+    icc = 0.0 if between + (m - 1) * within <= 0 else (between - within) / (between + (m - 1) * within)
+    return n / (1.0 + (m - 1.0) * min(1.0, max(0.0, icc)))
 
 
 @dataclass
@@ -383,15 +408,19 @@ def evaluate_inversion(
     return InversionResult(name or type(attack).__name__, t, r)
 
 
-def gap_interval(p1: float, n1: int, p2: float, n2: int, confidence: float = 0.95) -> Interval:
-    """Newcombe's hybrid score interval (Statistics in Medicine 1998, method 10) of ``p1 - p2``."""
+def gap_interval(p1: float, n1: float, p2: float, n2: float, confidence: float = 0.95) -> Interval:
+    """Newcombe's hybrid score interval (Statistics in Medicine 1998, method 10) of ``p1 - p2``.
+
+    ``n1`` and ``n2`` may be effective sample sizes (:func:`effective_n`); the interval's ``n``
+    is their sum, rounded.
+    """
     from scipy.stats import norm
 
-    check_positive_int("n1", n1)
-    check_positive_int("n2", n2)
+    check_positive("n1", n1)
+    check_positive("n2", n2)
     z = float(norm.ppf(0.5 + confidence / 2.0))
 
-    def wilson(p: float, n: int) -> tuple[float, float]:
+    def wilson(p: float, n: float) -> tuple[float, float]:
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         return centre - half, centre + half
@@ -400,4 +429,4 @@ def gap_interval(p1: float, n1: int, p2: float, n2: int, confidence: float = 0.9
     d = p1 - p2
     low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
-    return Interval(max(-1.0, low), min(1.0, high), n1 + n2, "newcombe", confidence)
+    return Interval(max(-1.0, low), min(1.0, high), max(1, round(n1 + n2)), "newcombe", confidence)
