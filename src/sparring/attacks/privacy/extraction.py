@@ -48,6 +48,12 @@ BANDIT_STEP = 0.1
 #: What a Knockoff attacker trains on: ``probabilities``, ``top_k:K`` or ``labels``.
 ACCESS_MODES = ("probabilities", "top_k", "labels")
 
+#: Share of the answers a Knockoff attacker sets aside to choose its training recipe.
+HOLDOUT = 0.2
+
+#: Fewest held-out answers worth choosing a recipe on (below, the default recipe is used).
+MIN_HELD_OUT = 20
+
 #: Largest random translation (pixels) of the images :func:`query_pool` adds when a pool runs short.
 POOL_SHIFT = 2
 
@@ -183,6 +189,21 @@ def _targets(answers: Tensor, k: int | None, num_classes: int) -> Tensor:
     return torch.where(total > 0, s / total.clamp_min(1e-12), one_hot)
 
 
+class _EarlyStop:
+    """Per-epoch agreement with held-out labels: the best so far, its epoch, stop after ``patience`` without gain."""
+
+    def __init__(self, x: Tensor, y: Tensor, patience: int) -> None:
+        self.x, self.y, self.patience = x, y, patience
+        self.best, self.at = -1.0, 0
+
+    def __call__(self, model: nn.Module, done: int) -> bool:
+        """Record the agreement after ``done`` epochs; True once ``patience`` epochs passed without gain."""
+        agree = float((torch.cat([model(b).argmax(dim=1) for b in self.x.split(1024)]) == self.y).float().mean())
+        if agree > self.best:
+            self.best, self.at = agree, done
+        return done - self.at >= self.patience
+
+
 class KnockoffNets(ExtractionAttack):
     """Knockoff Nets with random or adaptive sampling (Orekondy et al., CVPR 2019).
 
@@ -200,14 +221,25 @@ class KnockoffNets(ExtractionAttack):
     attacker). When the pool holds fewer inputs than a budget, the point records the queries
     actually made.
 
-    A surrogate is trained for at least ``steps`` optimiser steps (more epochs when few
-    answers fill few batches: a fixed number of passes over 250 answers is 40 steps, far from
-    converged) and, with ``augment="auto"`` on images of at least 14 pixels a side, on the
-    answered queries moved by random translations of up to 1/14 of their side (2 pixels on
-    28x28; Simard et al., ICDAR 2003) with the answer to the unmoved query as the target: the
-    attacker's own data augmentation, which costs no queries (on smaller images one pixel is
-    too coarse a move to keep the label, and they are not augmented). ``steps=0`` and ``augment=None`` train for exactly
-    ``epochs`` on the answers as they are.
+    A surrogate is trained for at most ``epochs`` passes or ``steps`` optimiser steps, whichever
+    is more (a fixed number of passes over 250 answers is 40 steps, far from converged), with
+    ``augment="auto"`` on images of at least 14 pixels a side either on the answers as they are
+    or on the answered queries moved by random translations of up to 1/14 of their side (2
+    pixels on 28x28; Simard et al., ICDAR 2003) with the answer to the unmoved query as the
+    target (the attacker's own augmentation, which costs no queries; on smaller images one
+    pixel is too coarse a move to keep the label). Which recipe, and for how many epochs, is
+    chosen at each budget on the answers already bought, without further queries: a random
+    ``holdout`` share of them is set aside, each recipe is trained on the rest with early
+    stopping on its agreement with the victim's labels on the held-out answers (the attacker's
+    fidelity estimate; training stops when a quarter of the step schedule passes without
+    improvement), and the final copy is trained on all the answers with the recipe and epoch
+    count that agreed best (ties: the fewer epochs, then the recipe without augmentation).
+    Shifted copies carry the victim's answer to the unmoved input, right for the task but not
+    always for the victim near its boundaries: they raise accuracy when answers are few and can
+    cost fidelity when they are many, which is why the choice is measured rather than fixed.
+    With fewer than :data:`MIN_HELD_OUT` held-out answers, or ``holdout=0``, the copy trains for
+    the whole schedule with augmentation (``"auto"``). ``steps=0``, ``augment=None`` and
+    ``holdout=0`` train for exactly ``epochs`` on the answers as they are.
     """
 
     requires: ClassVar[Access] = Access.SCORES
@@ -225,6 +257,7 @@ class KnockoffNets(ExtractionAttack):
         rounds: int = 10,
         steps: int = 400,
         augment: str | None = "auto",
+        holdout: float = HOLDOUT,
     ) -> None:
         check_access_mode(access)
         if sampling not in SAMPLING:
@@ -248,6 +281,9 @@ class KnockoffNets(ExtractionAttack):
         if augment not in (None, "auto"):
             TrainConfig(augment=augment)  # validates the spec
         self.augment = augment
+        if not 0.0 <= holdout < 1.0:
+            raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
+        self.holdout = float(holdout)
         TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr)  # validates lr
 
     def _augment(self, input_shape: Sequence[int]) -> str | None:
@@ -265,22 +301,71 @@ class KnockoffNets(ExtractionAttack):
         targets = _targets(classifier.predict_scores(x), k, classifier.num_classes)
         return targets.argmax(dim=1), targets
 
+    def _epochs(self, n: int, epochs: int, steps: int) -> int:
+        """``epochs`` passes over ``n`` answers, more if that is under ``steps`` optimiser steps."""
+        return max(epochs, -(-steps // -(-n // self.batch_size)))
+
+    def _fit(
+        self,
+        classifier: Classifier,
+        x: Tensor,
+        y: Tensor,
+        targets: Tensor | None,
+        epochs: int,
+        augment: str | None,
+        on_epoch: Callable[[nn.Module, int], bool] | None = None,
+    ) -> nn.Module:
+        """A fresh surrogate trained on the answers for ``epochs`` passes with ``augment``."""
+        data = Dataset(x, y, [str(c) for c in range(classifier.num_classes)], "stolen")
+        model = build(self.architecture, classifier.input_shape, classifier.num_classes, seed=self.seed)
+        cfg = TrainConfig(
+            epochs=epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed, progress=False, augment=augment
+        )
+        return fit(model, data, cfg, desc="steal", soft_targets=targets, on_epoch=on_epoch).model
+
     def _train(
         self, classifier: Classifier, x: Tensor, y: Tensor, targets: Tensor | None, epochs: int, steps: int
     ) -> nn.Module:
         """A fresh surrogate trained on the answers: ``epochs`` passes, more if that is under ``steps`` steps."""
-        data = Dataset(x, y, [str(c) for c in range(classifier.num_classes)], "stolen")
-        model = build(self.architecture, classifier.input_shape, classifier.num_classes, seed=self.seed)
-        epochs = max(epochs, -(-steps // -(-len(x) // self.batch_size)))
-        cfg = TrainConfig(
-            epochs=epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            seed=self.seed,
-            progress=False,
-            augment=self._augment(classifier.input_shape),
-        )
-        return fit(model, data, cfg, desc="steal", soft_targets=targets).model
+        epochs = self._epochs(len(x), epochs, steps)
+        return self._fit(classifier, x, y, targets, epochs, self._augment(classifier.input_shape))
+
+    def _recipes(self, input_shape: Sequence[int]) -> list[str | None]:
+        """The augmentations the recipe is chosen among (the first wins ties)."""
+        spec = self._augment(input_shape)
+        return [None, spec] if self.augment == "auto" and spec is not None else [spec]
+
+    def choose(
+        self, classifier: Classifier, x: Tensor, y: Tensor, targets: Tensor | None
+    ) -> tuple[str | None, int, dict[str | None, float]]:
+        """``(augmentation, epochs, held-out agreement per recipe)`` for a copy trained on these answers.
+
+        Uses only the answers (no query): a random :attr:`holdout` share is set aside, each
+        recipe trains on the rest with early stopping on its agreement with ``y`` there. With
+        too few answers to hold out :data:`MIN_HELD_OUT`, the default: the full schedule and
+        the last recipe, with an empty agreement record.
+        """
+        recipes = self._recipes(classifier.input_shape)
+        held = int(len(x) * self.holdout)
+        if held < MIN_HELD_OUT:
+            return recipes[-1], self._epochs(len(x), self.epochs, self.steps), {}
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
+        val, rest = order[:held], order[held:]
+        cap = self._epochs(len(rest), self.epochs, self.steps)
+        patience = max(2, -(-cap // 4))
+        best: tuple[float, int, int] = (-1.0, 0, 0)  # agreement, -epochs, -recipe index
+        agreement: dict[str | None, float] = {}
+        for i, recipe in enumerate(recipes):
+            track = _EarlyStop(x[val], y[val], patience)
+            self._fit(classifier, x[rest], y[rest], None if targets is None else targets[rest], cap, recipe, track)
+            agreement[recipe] = track.best
+            best = max(best, (track.best, -track.at, -i))
+        return recipes[-best[2]], -best[1], agreement
+
+    def _copy(self, classifier: Classifier, x: Tensor, y: Tensor, targets: Tensor | None) -> nn.Module:
+        """The final surrogate on all the answers, with the recipe :meth:`choose` picks."""
+        augment, epochs, _ = self.choose(classifier, x, y, targets)
+        return self._fit(classifier, x, y, targets, epochs, augment)
 
     def train_copy(self, like: Classifier, x: Tensor, y: Tensor) -> TorchClassifier:
         """A surrogate trained on labelled ``(x, y)`` with this attack's recipe, without querying ``like``.
@@ -289,7 +374,7 @@ class KnockoffNets(ExtractionAttack):
         pool this is the independently trained surrogate a stolen copy is compared with (e.g.
         as a stepping stone to transfer attacks).
         """
-        trained = self._train(like, x, y, None, self.epochs, self.steps)
+        trained = self._copy(like, x, y, None)
         return TorchClassifier(trained, like.input_shape, like.num_classes, bounds=like.bounds)
 
     def _adaptive(
@@ -384,9 +469,7 @@ class KnockoffNets(ExtractionAttack):
 
         def copy_at(b: int) -> tuple[Classifier, int]:
             m = min(b, n)
-            trained = self._train(
-                classifier, x[:m], y[:m], None if targets is None else targets[:m], self.epochs, self.steps
-            )
+            trained = self._copy(classifier, x[:m], y[:m], None if targets is None else targets[:m])
             return TorchClassifier(trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds), m
 
         curve, surrogate, seconds = self._curve(budgets, t0, copy_at, test, truth)
