@@ -5,8 +5,10 @@
   1e-3, batch 64), the same query pool and the same budgets; task accuracy and fidelity
   (agreement with the victim's labels, Jagielski et al., USENIX Security 2020) on the 1,000
   test images, queries and wall time. ART trains for ``--epochs``; sparring's attacker trains
-  for at least that and at least 400 optimiser steps, on its queries shifted by up to 2
-  pixels (its default recipe, see ``KnockoffNets``). Pools of ``max(budgets)`` images:
+  for at most that or 400 optimiser steps, whichever is more, and chooses at each budget, on a
+  fifth of the answers held out (no extra query), whether to add copies shifted by up to 2
+  pixels and for how many epochs, then trains on all the answers (its default recipe, see
+  ``KnockoffNets``). Pools of ``max(budgets)`` images:
   ``in_distribution`` (the victim's 4,000 training inputs, the upper bound) and ``other``
   (scikit-learn's 1,797 digits upsampled to 28x28), both topped up with shifted copies.
   Access ``probabilities`` (ART: ``use_probability=True``; note that ART's PyTorchClassifier
@@ -141,7 +143,7 @@ def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True)
         thief = KnockoffNets(access=access, architecture="small_cnn", epochs=epochs, seed=0, sampling=sampling)
         r = thief.steal(victim, budgets, pool=pool, test=test)
         previous = 0.0
-        for p in r.curve:
+        for p, recipe in zip(r.curve, r.recipes, strict=True):
             row: dict[str, Any] = {
                 "case": "knockoff",
                 "pool": pool_name,
@@ -149,7 +151,7 @@ def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True)
                 "sampling": sampling,
                 "budget": p.budget,
                 "epochs": epochs,
-                "sparring": {"accuracy": p.accuracy, "fidelity": p.fidelity, "queries": p.queries},
+                "sparring": {"accuracy": p.accuracy, "fidelity": p.fidelity, "queries": p.queries, "recipe": recipe},
             }
             for kind in art_kinds:
                 with timer() as t:

@@ -93,6 +93,8 @@ class ExtractionResult:
     attack: str = ""
     access: str = ""
     seconds: float = 0.0
+    #: The training recipe each curve point's copy used (Knockoff), e.g. ``"shift:2, 52 epochs"``.
+    recipes: list[str] = field(default_factory=list)
 
 
 def check_access_mode(mode: str) -> tuple[str, int | None]:
@@ -362,9 +364,13 @@ class KnockoffNets(ExtractionAttack):
             best = max(best, (track.best, -track.at, -i))
         return recipes[-best[2]], -best[1], agreement
 
-    def _copy(self, classifier: Classifier, x: Tensor, y: Tensor, targets: Tensor | None) -> nn.Module:
-        """The final surrogate on all the answers, with the recipe :meth:`choose` picks."""
+    def _copy(
+        self, classifier: Classifier, x: Tensor, y: Tensor, targets: Tensor | None, log: list[str] | None = None
+    ) -> nn.Module:
+        """The final surrogate on all the answers, with the recipe :meth:`choose` picks (appended to ``log``)."""
         augment, epochs, _ = self.choose(classifier, x, y, targets)
+        if log is not None:
+            log.append(f"{augment or 'no augmentation'}, {epochs} epochs")
         return self._fit(classifier, x, y, targets, epochs, augment)
 
     def train_copy(self, like: Classifier, x: Tensor, y: Tensor) -> TorchClassifier:
@@ -466,14 +472,15 @@ class KnockoffNets(ExtractionAttack):
         else:
             x, y, targets = self._adaptive(classifier, pool, n, g)
         queries = classifier.queries - q0
+        recipes: list[str] = []
 
         def copy_at(b: int) -> tuple[Classifier, int]:
             m = min(b, n)
-            trained = self._copy(classifier, x[:m], y[:m], None if targets is None else targets[:m])
+            trained = self._copy(classifier, x[:m], y[:m], None if targets is None else targets[:m], recipes)
             return TorchClassifier(trained, classifier.input_shape, classifier.num_classes, bounds=classifier.bounds), m
 
         curve, surrogate, seconds = self._curve(budgets, t0, copy_at, test, truth)
-        return ExtractionResult(surrogate, queries, curve, "knockoff", self.access, seconds)
+        return ExtractionResult(surrogate, queries, curve, "knockoff", self.access, seconds, recipes)
 
 
 class EquationSolving(ExtractionAttack):
