@@ -101,7 +101,7 @@ def _agreement(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float
         return float((torch.cat([model(b).argmax(1) for b in x.split(500)]) == labels).float().mean())
 
 
-def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True) -> None:
+def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True, only: list[str] | None = None) -> None:
     from sklearn.cluster import KMeans
 
     train, test = split("mnist5k", 0.2, seed=0)
@@ -124,6 +124,8 @@ def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True)
     ]
     if not with_other:
         cases = [c for c in cases if c[0] != "other"]
+    if only:
+        cases = [c for c in cases if "/".join(c) in only]
     for pool_name, access, sampling in cases:
         pool = pools[pool_name]
         # ART has no top-k access: its lines are left out there; its adaptive strategy needs a group per
@@ -286,17 +288,16 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--only", choices=["equation_solving", "knockoff", "reverse_sigmoid", "sampling"], default=None
-    )
+    ap.add_argument("--only", choices=["equation_solving", "knockoff", "reverse_sigmoid", "sampling"], default=None)
     ap.add_argument("--no-other-pool", action="store_true", help="leave out the digits pool's knockoff lines")
+    ap.add_argument("--cases", nargs="+", default=None, help="knockoff cases pool/access/sampling (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rid = run_id()
     if args.only in (None, "equation_solving"):
         equation_solving(rid)
     if args.only in (None, "knockoff"):
-        knockoff(sorted(args.budgets), args.epochs, rid, with_other=not args.no_other_pool)
+        knockoff(sorted(args.budgets), args.epochs, rid, with_other=not args.no_other_pool, only=args.cases)
     if args.only in (None, "reverse_sigmoid"):
         hardened(sorted(args.budgets), args.epochs, rid)
     if args.only in (None, "sampling"):

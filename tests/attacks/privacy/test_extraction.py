@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from sparring.attacks.privacy.extraction import EquationSolving, KnockoffNets, query_pool
+from sparring.attacks.privacy.extraction import EquationSolving, KnockoffNets, one_standard_error, query_pool
 from sparring.data import Dataset, load_builtin
 from sparring.defenses.inference import HARDENING
 from sparring.defenses.inference.reverse_sigmoid import reverse_sigmoid
@@ -156,6 +156,15 @@ def test_training_a_few_answers_for_enough_steps_steals_more(
         KnockoffNets(augment="rotate:3")
     with pytest.raises(ConfigError, match="holdout"):
         KnockoffNets(holdout=1.0)
+
+
+def test_augmentation_must_beat_the_plain_recipe_by_more_than_one_standard_error() -> None:
+    # (agreement on n held-out answers, epochs), plain recipe first
+    assert one_standard_error([(0.9425, 14), (0.9475, 12)], 400) == 0  # 0.005 apart, one SE is 0.011
+    assert one_standard_error([(0.88, 52), (0.98, 40)], 50) == 1  # 0.10 apart, one SE is 0.020
+    assert one_standard_error([(0.90, 5), (0.95, 9)], 2000) == 1  # a large slice resolves 0.05
+    assert one_standard_error([(0.96, 5), (0.95, 9)], 10) == 0
+    assert one_standard_error([(0.5, 1)], 0) == 0
 
 
 def test_the_recipe_is_chosen_on_held_out_answers_without_extra_queries() -> None:

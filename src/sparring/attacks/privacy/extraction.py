@@ -191,6 +191,20 @@ def _targets(answers: Tensor, k: int | None, num_classes: int) -> Tensor:
     return torch.where(total > 0, s / total.clamp_min(1e-12), one_hot)
 
 
+def one_standard_error(scores: Sequence[tuple[float, int]], n: int) -> int:
+    """Index of the first (simplest) candidate whose held-out agreement is within one standard error of the best.
+
+    ``scores`` holds ``(agreement on n held-out answers, epochs)`` per candidate, simplest
+    first; the standard error is the binomial one of the best agreement. This is the
+    one-standard-error rule (Breiman, Friedman, Olshen and Stone, "Classification and
+    Regression Trees", 1984; Hastie, Tibshirani and Friedman, ESL 7.10): a more complex
+    recipe must beat the simpler one by more than the held-out slice can resolve.
+    """
+    top = max(a for a, _ in scores)
+    se = (top * (1.0 - top) / max(n, 1)) ** 0.5
+    return next(i for i, (a, _) in enumerate(scores) if a >= top - se)
+
+
 class _EarlyStop:
     """Per-epoch agreement with held-out labels: the best so far, its epoch, stop after ``patience`` without gain."""
 
@@ -234,11 +248,15 @@ class KnockoffNets(ExtractionAttack):
     ``holdout`` share of them is set aside, each recipe is trained on the rest with early
     stopping on its agreement with the victim's labels on the held-out answers (the attacker's
     fidelity estimate; training stops when a quarter of the step schedule passes without
-    improvement), and the final copy is trained on all the answers with the recipe and epoch
-    count that agreed best (ties: the fewer epochs, then the recipe without augmentation).
+    improvement), and the final copy is trained on all the answers with the chosen recipe for
+    the epochs at which it agreed best. The recipe without augmentation is kept unless the
+    augmented one agrees better by more than one standard error (:func:`one_standard_error`).
     Shifted copies carry the victim's answer to the unmoved input, right for the task but not
-    always for the victim near its boundaries: they raise accuracy when answers are few and can
-    cost fidelity when they are many, which is why the choice is measured rather than fixed.
+    always for the victim: they raise accuracy when answers are few and cost fidelity when
+    they are many (the copy learns an invariance the victim lacks), and held-out agreement on
+    the attacker's own queries can hide that cost (a victim answers the inputs it was trained
+    on correctly, so agreeing with it there is mostly accuracy) — hence augmentation must earn
+    its place by a clear margin.
     With fewer than :data:`MIN_HELD_OUT` held-out answers, or ``holdout=0``, the copy trains for
     the whole schedule with augmentation (``"auto"``). ``steps=0``, ``augment=None`` and
     ``holdout=0`` train for exactly ``epochs`` on the answers as they are.
@@ -333,7 +351,7 @@ class KnockoffNets(ExtractionAttack):
         return self._fit(classifier, x, y, targets, epochs, self._augment(classifier.input_shape))
 
     def _recipes(self, input_shape: Sequence[int]) -> list[str | None]:
-        """The augmentations the recipe is chosen among (the first wins ties)."""
+        """The augmentations the recipe is chosen among, simplest (none) first."""
         spec = self._augment(input_shape)
         return [None, spec] if self.augment == "auto" and spec is not None else [spec]
 
@@ -343,9 +361,10 @@ class KnockoffNets(ExtractionAttack):
         """``(augmentation, epochs, held-out agreement per recipe)`` for a copy trained on these answers.
 
         Uses only the answers (no query): a random :attr:`holdout` share is set aside, each
-        recipe trains on the rest with early stopping on its agreement with ``y`` there. With
-        too few answers to hold out :data:`MIN_HELD_OUT`, the default: the full schedule and
-        the last recipe, with an empty agreement record.
+        recipe trains on the rest with early stopping on its agreement with ``y`` there, and
+        the simplest within one standard error of the best is chosen. With too few answers to
+        hold out :data:`MIN_HELD_OUT`, the default: the full schedule and the last recipe, with
+        an empty agreement record.
         """
         recipes = self._recipes(classifier.input_shape)
         held = int(len(x) * self.holdout)
@@ -355,14 +374,13 @@ class KnockoffNets(ExtractionAttack):
         val, rest = order[:held], order[held:]
         cap = self._epochs(len(rest), self.epochs, self.steps)
         patience = max(2, -(-cap // 4))
-        best: tuple[float, int, int] = (-1.0, 0, 0)  # agreement, -epochs, -recipe index
-        agreement: dict[str | None, float] = {}
-        for i, recipe in enumerate(recipes):
+        scores: list[tuple[float, int]] = []
+        for recipe in recipes:
             track = _EarlyStop(x[val], y[val], patience)
             self._fit(classifier, x[rest], y[rest], None if targets is None else targets[rest], cap, recipe, track)
-            agreement[recipe] = track.best
-            best = max(best, (track.best, -track.at, -i))
-        return recipes[-best[2]], -best[1], agreement
+            scores.append((track.best, track.at))
+        i = one_standard_error(scores, held)
+        return recipes[i], scores[i][1], {r: a for r, (a, _) in zip(recipes, scores, strict=True)}
 
     def _copy(
         self, classifier: Classifier, x: Tensor, y: Tensor, targets: Tensor | None, log: list[str] | None = None
