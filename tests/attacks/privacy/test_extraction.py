@@ -156,6 +156,8 @@ def test_training_a_few_answers_for_enough_steps_steals_more(
         KnockoffNets(augment="rotate:3")
     with pytest.raises(ConfigError, match="holdout"):
         KnockoffNets(holdout=1.0)
+    with pytest.raises(ConfigError, match="holdout"):
+        KnockoffNets(holdout=-0.1)
 
 
 def test_augmentation_must_beat_the_plain_recipe_by_more_than_one_standard_error() -> None:
@@ -177,7 +179,7 @@ def test_the_recipe_is_chosen_on_held_out_answers_without_extra_queries() -> Non
         head.bias.zero_()
     victim = TorchClassifier(torch.nn.Sequential(torch.nn.Flatten(), head), (1, 14, 14), 2)
     pool = torch.rand(400, 1, 14, 14, generator=torch.Generator().manual_seed(0))
-    thief = KnockoffNets(access="labels", epochs=5, steps=100)
+    thief = KnockoffNets(access="labels", epochs=5, steps=100, holdout=0.2)
     y = victim.predict_labels(pool)
     assert 0.3 < float(y.float().mean()) < 0.7
     victim.reset_queries()
