@@ -6,7 +6,9 @@
   (agreement with the victim's labels, Jagielski et al., USENIX Security 2020) on the 1,000
   test images, queries and wall time. ART trains for ``--epochs``; sparring's attacker trains
   for at least that and at least 400 optimiser steps, on its queries shifted by up to 2
-  pixels (its default recipe, see ``KnockoffNets``). Pools of ``max(budgets)`` images:
+  pixels (its default recipe, see ``KnockoffNets``); ``--holdout 0.2`` instead chooses at
+  each budget, on a fifth of the answers held out (no extra query), whether to shift and for
+  how many epochs. Each line records the recipe used. Pools of ``max(budgets)`` images:
   ``in_distribution`` (the victim's 4,000 training inputs, the upper bound) and ``other``
   (scikit-learn's 1,797 digits upsampled to 28x28), both topped up with shifted copies.
   Access ``probabilities`` (ART: ``use_probability=True``; note that ART's PyTorchClassifier
@@ -99,7 +101,14 @@ def _agreement(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float
         return float((torch.cat([model(b).argmax(1) for b in x.split(500)]) == labels).float().mean())
 
 
-def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True) -> None:
+def knockoff(
+    budgets: list[int],
+    epochs: int,
+    rid: str,
+    with_other: bool = True,
+    only: list[str] | None = None,
+    holdout: float = 0.0,
+) -> None:
     from sklearn.cluster import KMeans
 
     train, test = split("mnist5k", 0.2, seed=0)
@@ -122,6 +131,8 @@ def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True)
     ]
     if not with_other:
         cases = [c for c in cases if c[0] != "other"]
+    if only:
+        cases = [c for c in cases if "/".join(c) in only]
     for pool_name, access, sampling in cases:
         pool = pools[pool_name]
         # ART has no top-k access: its lines are left out there; its adaptive strategy needs a group per
@@ -138,10 +149,12 @@ def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True)
             flat = pool.reshape(len(pool), -1).double().numpy()
             groups = KMeans(10, n_init=3, random_state=0).fit_predict(flat)
         victim.reset_queries()
-        thief = KnockoffNets(access=access, architecture="small_cnn", epochs=epochs, seed=0, sampling=sampling)
+        thief = KnockoffNets(
+            access=access, architecture="small_cnn", epochs=epochs, seed=0, sampling=sampling, holdout=holdout
+        )
         r = thief.steal(victim, budgets, pool=pool, test=test)
         previous = 0.0
-        for p in r.curve:
+        for p, recipe in zip(r.curve, r.recipes, strict=True):
             row: dict[str, Any] = {
                 "case": "knockoff",
                 "pool": pool_name,
@@ -149,7 +162,8 @@ def knockoff(budgets: list[int], epochs: int, rid: str, with_other: bool = True)
                 "sampling": sampling,
                 "budget": p.budget,
                 "epochs": epochs,
-                "sparring": {"accuracy": p.accuracy, "fidelity": p.fidelity, "queries": p.queries},
+                "holdout": holdout,
+                "sparring": {"accuracy": p.accuracy, "fidelity": p.fidelity, "queries": p.queries, "recipe": recipe},
             }
             for kind in art_kinds:
                 with timer() as t:
@@ -284,17 +298,24 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--only", choices=["equation_solving", "knockoff", "reverse_sigmoid", "sampling"], default=None
-    )
+    ap.add_argument("--only", choices=["equation_solving", "knockoff", "reverse_sigmoid", "sampling"], default=None)
     ap.add_argument("--no-other-pool", action="store_true", help="leave out the digits pool's knockoff lines")
+    ap.add_argument("--holdout", type=float, default=0.0, help="sparring's held-out share for its recipe choice")
+    ap.add_argument("--cases", nargs="+", default=None, help="knockoff cases pool/access/sampling (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rid = run_id()
     if args.only in (None, "equation_solving"):
         equation_solving(rid)
     if args.only in (None, "knockoff"):
-        knockoff(sorted(args.budgets), args.epochs, rid, with_other=not args.no_other_pool)
+        knockoff(
+            sorted(args.budgets),
+            args.epochs,
+            rid,
+            with_other=not args.no_other_pool,
+            only=args.cases,
+            holdout=args.holdout,
+        )
     if args.only in (None, "reverse_sigmoid"):
         hardened(sorted(args.budgets), args.epochs, rid)
     if args.only in (None, "sampling"):

@@ -203,3 +203,16 @@ def test_soft_targets_train_by_cross_entropy_against_the_rows() -> None:
     assert uniform.losses != pytest.approx(hard.losses)
     with pytest.raises(InputError, match="soft_targets"):
         fit(build("mlp", (6,), 3, seed=0), data, TrainConfig(epochs=1), soft_targets=one_hot[:5])
+
+
+def test_on_epoch_sees_the_model_in_eval_mode_and_stops_training() -> None:
+    x = torch.rand(40, 4, generator=torch.Generator().manual_seed(0))
+    data = Dataset(x, (x[:, 0] > 0.5).long(), ["a", "b"], "toy")
+    seen: list[tuple[int, bool]] = []
+
+    def stop_after_three(model: nn.Module, done: int) -> bool:
+        seen.append((done, model.training))
+        return done >= 3
+
+    result = fit(nn.Linear(4, 2), data, TrainConfig(epochs=10, progress=False), on_epoch=stop_after_three)
+    assert seen == [(1, False), (2, False), (3, False)] and len(result.losses) == 3

@@ -172,6 +172,7 @@ def fit(
     penalty: Penalty | None = None,
     sample_weight: Tensor | None = None,
     soft_targets: Tensor | None = None,
+    on_epoch: Callable[[nn.Module, int], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with cross-entropy (plus ``penalty``); returns it in eval mode.
 
@@ -193,6 +194,8 @@ def fit(
     ``soft_targets`` (float ``[N, num_classes]``, rows of probabilities aligned with ``data``)
     replaces the labels in the loss by cross-entropy against those rows (distillation, as a
     model-stealing attacker trains on a victim's scores); ``penalty`` still sees ``data.y``.
+    ``on_epoch(model, epochs_done)``, called in eval mode after each epoch, stops training
+    when it returns True (early stopping on a held-out slice).
     """
     cfg = config or TrainConfig()
     if len(data) == 0:
@@ -255,6 +258,12 @@ def fit(
                 opt.step()
                 total += float(loss.detach()) * len(idx)
             losses.append(total / n)
+            if on_epoch is not None:
+                model.eval()
+                with torch.no_grad():
+                    stop = on_epoch(model, _epoch + 1)
+                if stop:
+                    break
     opt.zero_grad(set_to_none=True)  # leave no stale gradients on the returned model
     model.eval()
     return TrainResult(model, time.perf_counter() - start, losses)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from sparring.attacks.privacy.extraction import EquationSolving, KnockoffNets, query_pool
+from sparring.attacks.privacy.extraction import EquationSolving, KnockoffNets, one_standard_error, query_pool
 from sparring.data import Dataset, load_builtin
 from sparring.defenses.inference import HARDENING
 from sparring.defenses.inference.reverse_sigmoid import reverse_sigmoid
@@ -145,7 +145,7 @@ def test_training_a_few_answers_for_enough_steps_steals_more(
 ) -> None:
     _, held_out, test = split
     fid = {}
-    for name, thief in (("plain", KnockoffNets(steps=0, augment=None)), ("recipe", KnockoffNets())):
+    for name, thief in (("plain", KnockoffNets(steps=0, augment=None, holdout=0)), ("recipe", KnockoffNets())):
         r = thief.steal(victim, 100, pool=held_out.x, test=test)
         fid[name] = r.curve[0].fidelity
     assert fid["plain"] is not None and fid["recipe"] is not None
@@ -154,6 +154,43 @@ def test_training_a_few_answers_for_enough_steps_steals_more(
         KnockoffNets(steps=-1)
     with pytest.raises(ConfigError, match="augment"):
         KnockoffNets(augment="rotate:3")
+    with pytest.raises(ConfigError, match="holdout"):
+        KnockoffNets(holdout=1.0)
+    with pytest.raises(ConfigError, match="holdout"):
+        KnockoffNets(holdout=-0.1)
+
+
+def test_augmentation_must_beat_the_plain_recipe_by_more_than_one_standard_error() -> None:
+    # (agreement on n held-out answers, epochs), plain recipe first
+    assert one_standard_error([(0.9425, 14), (0.9475, 12)], 400) == 0  # 0.005 apart, one SE is 0.011
+    assert one_standard_error([(0.88, 52), (0.98, 40)], 50) == 1  # 0.10 apart, one SE is 0.020
+    assert one_standard_error([(0.90, 5), (0.95, 9)], 2000) == 1  # a large slice resolves 0.05
+    assert one_standard_error([(0.96, 5), (0.95, 9)], 10) == 0
+    assert one_standard_error([(0.5, 1)], 0) == 0
+
+
+def test_the_recipe_is_chosen_on_held_out_answers_without_extra_queries() -> None:
+    # a victim whose label is whether even columns outweigh odd ones: a one-pixel sideways shift
+    # flips it, so shifted copies carrying the unmoved answer teach the wrong function
+    sign = torch.tensor([1.0 if c % 2 == 0 else -1.0 for c in range(14)]).repeat(14)
+    head = torch.nn.Linear(196, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.stack([torch.zeros(196), 8.0 * sign]))
+        head.bias.zero_()
+    victim = TorchClassifier(torch.nn.Sequential(torch.nn.Flatten(), head), (1, 14, 14), 2)
+    pool = torch.rand(400, 1, 14, 14, generator=torch.Generator().manual_seed(0))
+    thief = KnockoffNets(access="labels", epochs=5, steps=100, holdout=0.2)
+    y = victim.predict_labels(pool)
+    assert 0.3 < float(y.float().mean()) < 0.7
+    victim.reset_queries()
+    augment, epochs, agreement = thief.choose(victim, pool, y, None)
+    assert victim.queries == 0  # chosen on the answers already bought
+    assert set(agreement) == {None, "shift:1"}
+    assert augment is None and agreement[None] > agreement["shift:1"] + 0.15
+    assert 1 <= epochs <= thief._epochs(320, 5, 100)
+    r = thief.steal(victim, [100, 300], pool=pool)
+    assert r.queries == victim.queries == 300 and [p.queries for p in r.curve] == [100, 300]
+    assert len(r.recipes) == 2 and r.recipes[-1].startswith("no augmentation")
 
 
 def test_adaptive_sampling_finds_the_useful_part_of_a_mixed_pool(
@@ -172,7 +209,7 @@ def test_adaptive_sampling_finds_the_useful_part_of_a_mixed_pool(
     for sampling in ("random", "adaptive"):
         victim.reset_queries()
         # the plain training recipe, so the comparison is of the sampling alone
-        r = KnockoffNets(sampling=sampling, steps=0, augment=None).steal(victim, 300, pool=mixed, test=test)
+        r = KnockoffNets(sampling=sampling, steps=0, augment=None, holdout=0).steal(victim, 300, pool=mixed, test=test)
         assert r.queries == 300
         fid[sampling] = r.curve[0].fidelity
     assert fid["random"] is not None and fid["adaptive"] is not None

@@ -86,6 +86,7 @@ class JacobianAugmentation(ExtractionAttack):
             seed=self.seed,
             steps=0,
             augment=None,
+            holdout=0.0,
         )
 
     def augment(self, surrogate: torch.nn.Module, x: Tensor, labels: Tensor, bounds: tuple[float, float]) -> Tensor:
