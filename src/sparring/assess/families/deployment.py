@@ -48,7 +48,7 @@ from sparring.assess.family import TEST_PRIVACY, Family, Rating, Row, Rule, Scen
 from sparring.assess.htmlkit import curve_plot, esc, muted, pct, table
 from sparring.assess.spec import Entry, listify, one_of, parses, query_budgets, surrogate_architecture
 from sparring.attacks.evasion import HopSkipJump, Square
-from sparring.attacks.privacy.extraction import ExtractionAttack, KnockoffNets
+from sparring.attacks.privacy.extraction import ExtractionAttack, KnockoffNets, thief_seed
 from sparring.attacks.privacy.jacobian import JacobianAugmentation
 from sparring.defenses.inference import HARDENING
 from sparring.errors import AccessError, InputError, QueryBudgetExceeded
@@ -268,7 +268,7 @@ def _extraction(
     pool = ctx.train.x  # the attacker's natural data: Jacobian seeds, Knockoff's in-distribution queries
     remote, key_id = watch.client(f"{name}-watched", entry.quota)
     try:
-        _thief(name, entry, ctx.seed, scores).steal(remote, entry.budget, pool=pool)
+        _thief(name, entry, thief_seed(ctx.seed), scores).steal(remote, entry.budget, pool=pool)
     except _STOPPED:
         pass  # the quota ran out: the rows say where
     finally:
@@ -280,7 +280,7 @@ def _extraction(
     if enforce is not None and any(a is not None for a in alarms.values()):
         remote, key_id = enforce.client(f"{name}-enforced", entry.quota)
         try:
-            _thief(name, entry, ctx.seed, scores).steal(remote, entry.budget, pool=pool)
+            _thief(name, entry, thief_seed(ctx.seed), scores).steal(remote, entry.budget, pool=pool)
         except _STOPPED:
             pass
         finally:
@@ -289,7 +289,7 @@ def _extraction(
     # the copy at each point: the seeded attack replayed locally (the gateway answers as the model does)
     points = sorted({*(b for b in entry.budgets if b <= answered), answered, *([stopped_at] if stopped_at else [])})
     points = [p for p in points if p >= 1]
-    curve = _thief(name, entry, ctx.seed, scores).steal(target, points, pool=pool, test=ctx.test).curve
+    curve = _thief(name, entry, thief_seed(ctx.seed), scores).steal(target, points, pool=pool, test=ctx.test).curve
     at = {p.budget: p for p in curve}
     stop = at[answered] if stopped_at is None else at.get(stopped_at)  # None: stopped before any answer
     return ThroughGateway(

@@ -53,6 +53,7 @@ from sparring.attacks.privacy.extraction import (
     KnockoffNets,
     check_access_mode,
     query_pool,
+    thief_seed,
 )
 from sparring.attacks.privacy.jacobian import JacobianAugmentation
 from sparring.defenses.inference import HARDENING
@@ -262,7 +263,7 @@ def stepping_stone(
     # no early stop: an input pushed the whole way on the surrogate transfers better than a barely-flipped one
     pgd = PGD(eps=e.transfer_eps, steps=e.transfer_steps, early_stop=False, seed=ctx.seed)
     m = min(e.budgets[-1], len(ctx.train))
-    own = KnockoffNets(architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed, steps=e.steps).train_copy(
+    own = KnockoffNets(architecture=e.surrogate, epochs=e.epochs, seed=thief_seed(ctx.seed), steps=e.steps).train_copy(
         deployed, ctx.train.x[:m], ctx.train.y[:m]
     )
     success: dict[str, float] = {}
@@ -473,14 +474,16 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
             if attack == "equation_solving":
                 r = EquationSolving(seed=ctx.seed).steal(clf, e.budgets, test=ctx.test)
             elif attack == "jacobian":
-                grower = JacobianAugmentation(seeds=e.seeds, architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed)
+                grower = JacobianAugmentation(
+                    seeds=e.seeds, architecture=e.surrogate, epochs=e.epochs, seed=thief_seed(ctx.seed)
+                )
                 r = grower.steal(clf, e.budgets, pool=pool, test=ctx.test)
             else:
                 thief = KnockoffNets(
                     access=mode,
                     architecture=e.surrogate,
                     epochs=e.epochs,
-                    seed=ctx.seed,
+                    seed=thief_seed(ctx.seed),
                     sampling=e.sampling,
                     steps=e.steps,
                 )
@@ -498,7 +501,7 @@ class ExtractionFamily(Family[ExtractionSpec, ExtractionScenarioResult]):
                 ctx.train.x,
             )
             thief = KnockoffNets(
-                access="labels", architecture=e.surrogate, epochs=e.epochs, seed=ctx.seed, steps=e.steps
+                access="labels", architecture=e.surrogate, epochs=e.epochs, seed=thief_seed(ctx.seed), steps=e.steps
             )
             stolen = thief.steal(clf, e.budgets, pool=pool, test=ctx.test)
             copies[len(runs)] = stolen.surrogate

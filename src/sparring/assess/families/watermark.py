@@ -32,7 +32,7 @@ from sparring.assess.context import Artefact, Context
 from sparring.assess.family import TEST_PRIVACY, Defences, Family, Rating, Row, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import esc, muted, pct, table
 from sparring.assess.spec import Entry, defences_field, listify, one_of, parses, query_budgets, surrogate_architecture
-from sparring.attacks.privacy.extraction import QUERY_POOLS, KnockoffNets, check_access_mode, query_pool
+from sparring.attacks.privacy.extraction import QUERY_POOLS, KnockoffNets, check_access_mode, query_pool, thief_seed
 from sparring.attacks.privacy.reference import reinitialise
 from sparring.defenses.training.watermark import WATERMARKS, Watermark, base_rate
 from sparring.errors import ConfigError
@@ -284,7 +284,9 @@ class WatermarkFamily(Family[WatermarkSpec, WatermarkScenarioResult]):
         pool = query_pool(e.pool, ctx.data.input_shape, e.budgets[-1], ctx.seed, (lo, hi), ctx.train.x)
         stolen = []
         for b in e.budgets:
-            thief = KnockoffNets(access=e.access, architecture=_surrogate(ctx, e), epochs=e.epochs, seed=ctx.seed)
+            thief = KnockoffNets(
+                access=e.access, architecture=_surrogate(ctx, e), epochs=e.epochs, seed=thief_seed(ctx.seed)
+            )
             r = thief.steal(victim, b, pool=pool, test=ctx.test)
             v = wm.verify(r.surrogate)
             p = r.curve[-1]

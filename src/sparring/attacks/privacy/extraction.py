@@ -58,6 +58,16 @@ MIN_HELD_OUT = 20
 POOL_SHIFT = 2
 
 
+def thief_seed(seed: int) -> int:
+    """An attacker's seed for an assessment run with ``seed``: its surrogate never starts from the victim's weights.
+
+    A model the assessment trains is initialised from ``seed``; a surrogate of the same
+    architecture built from it would start where the victim started, which no real attacker
+    can and which favours recipes that retrace the victim's training.
+    """
+    return seed + 1
+
+
 @dataclass(frozen=True)
 class CurvePoint:
     """The stolen copy after ``queries`` answers (``budget`` asked for): accuracy and fidelity on test data.
