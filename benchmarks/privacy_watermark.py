@@ -6,9 +6,11 @@ the model's initialisation and the thief's) gives the clean-accuracy cost agains
 standard model of that seed, the verification (hits of the verification queries, one-sided
 binomial p-value against the base rate of ``--clean`` independently trained clean models),
 the same test on copies stolen by sparring's Knockoff Nets (small CNN surrogate, the
-victim's probabilities, random sampling) at each budget, and the false-claim rate: the
-share of the clean models whose p-value (base rate from the other clean models) falls
-below ``--alpha``. No peer library implements either watermark, so there is no side-by-side.
+victim's probabilities, random sampling; ``--thief plain`` trains it for exactly ``--epochs``
+on the answers as they are, without the default's step floor and shifted queries) at each
+budget, and the false-claim rate: the share of the clean models whose p-value (base rate
+from the other clean models) falls below ``--alpha``. No peer library implements either
+watermark, so there is no side-by-side.
 
 The in-distribution pool is the victim's 4,000 training inputs followed by copies shifted
 by one or two pixels, so a 5,000-query budget is met with in-distribution inputs.
@@ -16,7 +18,7 @@ by one or two pixels, so a 5,000-query budget is met with in-distribution inputs
 The clean models have seeds 100, 101, ... (never one of ``--seeds``), shared by every line.
 
 Usage: ``python benchmarks/privacy_watermark.py [--seeds 0 1 2] [--schemes trigger ewe] [--budgets 1000 5000]
-[--clean 10] [--epochs 10]``.
+[--clean 10] [--epochs 10] [--thief default|plain]``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.01, help="claim threshold on the p-value")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one line per scheme and seed")
     parser.add_argument("--schemes", nargs="+", choices=["trigger", "ewe"], default=["trigger", "ewe"])
+    parser.add_argument(
+        "--thief",
+        choices=["default", "plain"],
+        default="default",
+        help="Knockoff Nets as configured by default (400-step floor, queries shifted by up to 2 pixels), "
+        "or plain (exactly --epochs over the answers as they are)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -82,7 +91,11 @@ def main() -> None:
         own = wm.verify(victim)
         stolen: list[dict[str, Any]] = []
         for b in args.budgets:
-            thief = KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=seed)
+            thief = (
+                KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=seed)
+                if args.thief == "default"
+                else KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=seed, steps=0, augment=None)
+            )
             r = thief.steal(victim, b, pool=pool, test=test)
             v = wm.verify(r.surrogate)
             point = r.curve[-1]
@@ -119,6 +132,7 @@ def main() -> None:
                 "alpha": args.alpha,
                 "stolen": stolen,
                 "surrogate": "small_cnn",
+                "thief": args.thief,
                 "access": "probabilities",
                 "env": environment(),
             },
