@@ -1,23 +1,30 @@
 """Watermarks as proof of ownership: trigger set (Adi et al. 2018) against entangled (EWE, Jia et al. 2021).
 
 On mnist5k (small CNN, 8 epochs, the benchmarks' split) each watermark is embedded in a
-model trained like the clean one; a line per scheme gives the clean-accuracy cost against
-the standard model (seed 0), the verification (hits of the verification queries, one-sided
+model trained like the clean one; a line per scheme and seed (``--seeds``: the watermark's,
+the model's initialisation and the thief's) gives the clean-accuracy cost against the
+standard model of that seed, the verification (hits of the verification queries, one-sided
 binomial p-value against the base rate of ``--clean`` independently trained clean models),
 the same test on copies stolen by sparring's Knockoff Nets (small CNN surrogate, the
-victim's probabilities, random sampling) at each budget, and the false-claim rate: the
-share of the clean models whose p-value (base rate from the other clean models) falls
-below ``--alpha``. No peer library implements either watermark, so there is no side-by-side.
+victim's probabilities, random sampling; ``--thief plain`` trains it for exactly ``--epochs``
+on the answers as they are, without the default's step floor and shifted queries) at each
+budget, and the false-claim rate: the share of the clean models whose p-value (base rate
+from the other clean models) falls below ``--alpha``. No peer library implements either
+watermark, so there is no side-by-side.
 
 The in-distribution pool is the victim's 4,000 training inputs followed by copies shifted
 by one or two pixels, so a 5,000-query budget is met with in-distribution inputs.
 
-Usage: ``python benchmarks/privacy_watermark.py [--budgets 1000 5000] [--clean 10] [--epochs 10]``.
+The clean models have seeds 100, 101, ... (never one of ``--seeds``), shared by every line.
+
+Usage: ``python benchmarks/privacy_watermark.py [--seeds 0 1 2] [--schemes trigger ewe] [--budgets 1000 5000]
+[--clean 10] [--epochs 10] [--thief default|plain]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from typing import Any
 
 import torch
@@ -29,6 +36,8 @@ from sparring.models import TorchClassifier, build
 from sparring.train import TrainConfig, augment_batch
 
 NAME = "privacy_watermark"
+#: Seed of the first clean model (the watermarked models' seeds stay below it).
+CLEAN_SEED = 100
 
 
 def main() -> None:
@@ -38,6 +47,15 @@ def main() -> None:
     parser.add_argument("--clean", type=int, default=10, help="independently trained clean models")
     parser.add_argument("--epochs", type=int, default=10, help="surrogate training epochs")
     parser.add_argument("--alpha", type=float, default=0.01, help="claim threshold on the p-value")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one line per scheme and seed")
+    parser.add_argument("--schemes", nargs="+", choices=["trigger", "ewe"], default=["trigger", "ewe"])
+    parser.add_argument(
+        "--thief",
+        choices=["default", "plain"],
+        default="default",
+        help="Knockoff Nets as configured by default (400-step floor, queries shifted by up to 2 pixels), "
+        "or plain (exactly --epochs over the answers as they are)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,15 +68,18 @@ def main() -> None:
     def acc(c: TorchClassifier) -> float:
         return float((c.predict_labels(test.x) == test.y).float().mean())
 
-    standard = wrap(trained_model(train, seed=0)[0])
-    clean = [wrap(trained_model(train, seed=s)[0]) for s in range(1, args.clean + 1)]
+    clean = [wrap(trained_model(train, seed=CLEAN_SEED + s)[0]) for s in range(args.clean)]
     extra = max(0, max(args.budgets) - len(train))
     g = torch.Generator().manual_seed(0)
     shifted = augment_batch(train.x[torch.randperm(len(train), generator=g)[:extra]], "shift:2", g)
     pool = torch.cat([train.x, shifted])
-    schemes: list[tuple[str, Watermark]] = [("trigger", TriggerSetWatermark()), ("ewe", EntangledWatermark())]
-    for name, wm in schemes:
-        trained = wm.embed(build("small_cnn", train.input_shape, 10, seed=0), train, TrainConfig(epochs=8, seed=0))
+    for seed, name in itertools.product(args.seeds, args.schemes):
+        if seed >= CLEAN_SEED:
+            raise SystemExit(f"seeds must stay below {CLEAN_SEED} (the clean models' seeds)")
+        standard = wrap(trained_model(train, seed=seed)[0])
+        wm: Watermark = TriggerSetWatermark(seed=seed) if name == "trigger" else EntangledWatermark(seed=seed)
+        model = build("small_cnn", train.input_shape, 10, seed=seed)
+        trained = wm.embed(model, train, TrainConfig(epochs=8, seed=seed))
         victim = wrap(trained.model)
         hits = [wm.hits(c) for c in clean]
         wm.calibrate(clean)
@@ -70,7 +91,11 @@ def main() -> None:
         own = wm.verify(victim)
         stolen: list[dict[str, Any]] = []
         for b in args.budgets:
-            thief = KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=0)
+            thief = (
+                KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=seed)
+                if args.thief == "default"
+                else KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=seed, steps=0, augment=None)
+            )
             r = thief.steal(victim, b, pool=pool, test=test)
             v = wm.verify(r.surrogate)
             point = r.curve[-1]
@@ -89,6 +114,8 @@ def main() -> None:
             NAME,
             {
                 "scheme": name,
+                "seed": seed,
+                "params": repr(wm),
                 "data": "mnist5k",
                 "clean_accuracy": acc(standard),
                 "watermarked_accuracy": acc(victim),
@@ -105,6 +132,7 @@ def main() -> None:
                 "alpha": args.alpha,
                 "stolen": stolen,
                 "surrogate": "small_cnn",
+                "thief": args.thief,
                 "access": "probabilities",
                 "env": environment(),
             },

@@ -58,6 +58,21 @@ def test_watermark_proves_ownership_and_not_on_a_clean_model(wm: Watermark, case
     assert _acc(marked, case) >= _acc(clean[0], case) - 0.05
 
 
+def test_ewe_refinement_stops_the_model_naming_the_target(case: Case) -> None:
+    # watermarks the model already answers as the target (the target's own inputs) must be stepped away from it
+    model = case.clean[0].model
+    target = 9
+    tgt = case.train.x[case.train.y == target]
+    with torch.no_grad():
+        assert float((model(tgt).argmax(1) == target).float().mean()) > 0.8
+    wm = EntangledWatermark(steps=2, step=0.05)
+    refined = wm._refine(model, tgt.clone(), tgt, target, torch.tensor(wm.temperature))
+    with torch.no_grad():
+        named = float((model(refined).argmax(1) == target).float().mean())
+    assert named <= wm.threshold, named
+    assert refined.min() >= 0.0 and refined.max() <= 1.0
+
+
 def test_binomial_test_and_verification_order() -> None:
     assert binomial_p(0, 10, 0.1) == 1.0
     assert binomial_p(10, 10, 0.5) == pytest.approx(2**-10)
@@ -77,6 +92,7 @@ def test_binomial_test_and_verification_order() -> None:
         (lambda: TriggerSetWatermark(share=1.5), "share"),
         (lambda: EntangledWatermark(source=3, target=3), "differ"),
         (lambda: EntangledWatermark(temperature=0), "temperature"),
+        (lambda: EntangledWatermark(threshold=1.0), "threshold"),
     ],
 )
 def test_bad_watermark_settings_get_a_one_line_error(make: object, match: str) -> None:
