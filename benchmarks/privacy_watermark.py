@@ -1,8 +1,9 @@
 """Watermarks as proof of ownership: trigger set (Adi et al. 2018) against entangled (EWE, Jia et al. 2021).
 
 On mnist5k (small CNN, 8 epochs, the benchmarks' split) each watermark is embedded in a
-model trained like the clean one; a line per scheme and seed (``--seeds``: the watermark's,
-the model's initialisation and the thief's) gives the clean-accuracy cost against the
+model trained like the clean one; a line per scheme and seed (``--seeds``: the watermark's
+and the model's initialisation; the thief starts from the next seed since run
+2026-12-02, never from its victim's weights) gives the clean-accuracy cost against the
 standard model of that seed, the verification (hits of the verification queries, one-sided
 binomial p-value against the base rate of ``--clean`` independently trained clean models),
 the same test on copies stolen by sparring's Knockoff Nets (small CNN surrogate, the
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 
 from _common import emit, environment, run_id, split, trained_model
-from sparring.attacks.privacy.extraction import KnockoffNets
+from sparring.attacks.privacy.extraction import KnockoffNets, thief_seed
 from sparring.defenses.training.watermark import EntangledWatermark, TriggerSetWatermark, Watermark, base_rate
 from sparring.models import TorchClassifier, build
 from sparring.train import TrainConfig, augment_batch
@@ -91,11 +92,8 @@ def main() -> None:
         own = wm.verify(victim)
         stolen: list[dict[str, Any]] = []
         for b in args.budgets:
-            thief = (
-                KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=seed)
-                if args.thief == "default"
-                else KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=seed, steps=0, augment=None)
-            )
+            plain: dict[str, Any] = {} if args.thief == "default" else {"steps": 0, "augment": None}
+            thief = KnockoffNets(architecture="small_cnn", epochs=args.epochs, seed=thief_seed(seed), **plain)
             r = thief.steal(victim, b, pool=pool, test=test)
             v = wm.verify(r.surrogate)
             point = r.curve[-1]
