@@ -25,7 +25,7 @@ def setting() -> dict[str, Any]:
     train, public = data.split(0.2, seed=0)  # the GAN's public data is disjoint from the target's training set
     cfg = TrainConfig(epochs=10, batch_size=64, lr=1e-3, seed=0, progress=False)
     target = TorchClassifier(fit(build("mlp", data.input_shape, 10, seed=0), train, cfg).model, (1, 8, 8), 10)
-    trained = train_gan(public, latent=16, width=16, epochs=24, batch_size=32, lr=5e-4, seed=0)
+    trained = train_gan(public, latent=16, width=16, epochs=40, batch_size=32, lr=5e-4, seed=0)
     return {"train": train, "public": public, "target": target, "trained": trained}
 
 
@@ -35,28 +35,31 @@ def _nearest(samples: torch.Tensor, real: torch.Tensor) -> float:
 
 def test_the_generator_learns_the_public_data_without_collapsing(setting: dict[str, Any]) -> None:
     public, trained = setting["public"], setting["trained"]
-    untrained = GanPrior((1, 8, 8), latent=16, width=16)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        untrained = GanPrior((1, 8, 8), latent=16, width=16)
     learnt, before = trained.gan.sample(200, seed=1), untrained.sample(200, seed=1)
     assert float(learnt.min()) >= 0.0 and float(learnt.max()) <= 1.0
-    # samples move close to real digits (an untrained generator draws grey blobs far from all of them) ...
-    assert _nearest(learnt, public.x) < 0.7 * _nearest(before, public.x)
-    # ... and differ from each other (a collapsed generator draws one image; this short training reaches about a
-    # third of the digits' own spread, the benchmark's longer one draws every class)
+    # samples move close to real digits (an untrained generator draws grey blobs far from all of them; over ten seeds
+    # the trained one's mean distance was 0.52-0.66 of the untrained one's) ...
+    assert _nearest(learnt, public.x) < 0.8 * _nearest(before, public.x)
+    # ... and differ from each other (a collapsed generator draws one image; over ten seeds this training reached
+    # 0.44-0.74 of the digits' own spread)
     spread = float(torch.pdist(learnt.flatten(1)).mean())
-    assert spread > 0.2 * float(torch.pdist(public.x[:200].flatten(1)).mean()), spread
+    assert spread > 0.3 * float(torch.pdist(public.x[:200].flatten(1)).mean()), spread
 
 
 def test_gmi_reaches_the_target_class_where_raw_samples_do_not(setting: dict[str, Any]) -> None:
     target, gan = setting["target"], setting["trained"].gan
-    attack = GMI(n=2, steps=60, restarts=3, latent=16, seed=0).use(gan)
+    attack = GMI(n=3, steps=60, restarts=3, latent=16, seed=0).use(gan)
     images = attack.invert(target, list(range(10)))
-    labels = torch.arange(10).repeat_interleave(2)
-    assert images.shape == (20, 1, 8, 8)
+    labels = torch.arange(10).repeat_interleave(3)
+    assert images.shape == (30, 1, 8, 8)
     hit = float((target.predict_labels(images) == labels).float().mean())
-    raw = float((target.predict_labels(gan.sample(20, seed=0)) == labels).float().mean())
-    # chance, and so the generator's raw samples, is about 0.1; this short-trained GAN does not draw every class well,
-    # so the search reaches about 0.6 here (the benchmark's longer-trained one: see benchmarks/README.md)
-    assert hit >= 0.4 and hit >= raw + 0.25, (hit, raw)
+    raw = float((target.predict_labels(gan.sample(30, seed=0)) == labels).float().mean())
+    # chance, and so the generator's raw samples, is about 0.1 (0.03-0.13 over ten seeds of target and GAN); the
+    # search reached 0.70-1.00 over the same ten seeds
+    assert hit >= 0.5 and hit >= raw + 0.35, (hit, raw)
 
 
 def test_gan_prior_round_trips_through_its_stored_weights(setting: dict[str, Any], tmp_path: Path) -> None:
