@@ -28,6 +28,24 @@ class Entry(Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
 
 
+class WithDefences(Strict):
+    """A family's entry with ``defences`` (the subclass declares them with :func:`defences_field`).
+
+    Each defence is checked by the family whose spec the subclass is (name known, argument
+    valid), so a bad one is a one-line config error before anything runs.
+    """
+
+    @field_validator("defences", check_fields=False)
+    @classmethod
+    def _known_defences(cls, v: list[str]) -> list[str]:
+        from sparring.assess.families import FAMILIES  # the families import this module
+
+        family = next((f for f in FAMILIES if f.spec is cls), None)
+        if family is None:
+            raise TypeError(f"{cls.__name__} is no family's spec")
+        return [parses(family.check_defence, d) for d in v]
+
+
 def one_of(value: str, accepted: Sequence[str], what: str) -> str:
     """``value`` if it is in ``accepted``, else a ValueError listing them (pydantic adds the key)."""
     if value not in accepted:

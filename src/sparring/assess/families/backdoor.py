@@ -37,7 +37,7 @@ from sparring.assess.context import Artefact, Context, model_artefact
 from sparring.assess.families.transfer_learning import setup_artefact
 from sparring.assess.family import TRAIN_INTEGRITY, Defences, Family, Rating, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import curve_plot, esc, image_grid, muted, pct, png, table
-from sparring.assess.spec import Entry, Strict, defences_field, one_of, parses
+from sparring.assess.spec import Entry, Strict, WithDefences, defences_field, one_of
 from sparring.attacks.poisoning import BACKDOOR_ATTACKS, HiddenTrigger, backdoored_teacher
 from sparring.data import Dataset, PoisonedDataset
 from sparring.defenses.data import DATA_DEFENCES, sanitise_and_retrain
@@ -89,7 +89,7 @@ class LearningCurveConfig(Strict):
         return sorted(v)
 
 
-class BackdoorSpec(Entry):
+class BackdoorSpec(Entry, WithDefences):
     """A backdoor attack on the training data, against the model and each listed defence.
 
     ``badnets`` stamps a white patch (Gu et al. 2017), ``blended`` blends a noise pattern at
@@ -124,10 +124,10 @@ class BackdoorSpec(Entry):
 
     @field_validator("defences")
     @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
+    def _listed_once(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("a defence is listed twice")
-        return [parses(FAMILY.check_defence, d) for d in v]
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> BackdoorSpec:

@@ -36,7 +36,16 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, pct, png, table, tag
-from sparring.assess.spec import Entry, Strict, defences_field, listify, one_of, parses, sorted_nonnegative
+from sparring.assess.spec import (
+    Entry,
+    Strict,
+    WithDefences,
+    defences_field,
+    listify,
+    one_of,
+    parses,
+    sorted_nonnegative,
+)
 from sparring.attacks.evasion import (
     BPDA,
     EVASION_ATTACKS,
@@ -123,7 +132,7 @@ class FeatureSqueezingConfig(Strict):
         return v
 
 
-class EvasionSpec(Entry):
+class EvasionSpec(Entry, WithDefences):
     """One evasion attack swept over epsilons, against the model and each listed defence."""
 
     attack: str
@@ -161,11 +170,6 @@ class EvasionSpec(Entry):
     @classmethod
     def _known_surrogate(cls, v: str | None) -> str | None:
         return None if v is None else one_of(v, list(ARCHITECTURES), "surrogate architecture")
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @model_validator(mode="after")
     def _consistent(self) -> EvasionSpec:

@@ -41,7 +41,16 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, muted, pct, png, table
-from sparring.assess.spec import Entry, defences_field, listify, one_of, parses, query_budgets, surrogate_architecture
+from sparring.assess.spec import (
+    Entry,
+    WithDefences,
+    defences_field,
+    listify,
+    one_of,
+    parses,
+    query_budgets,
+    surrogate_architecture,
+)
 from sparring.attacks.evasion import PGD
 from sparring.attacks.evasion.transfer import Transfer
 from sparring.attacks.privacy.extraction import (
@@ -69,7 +78,7 @@ RULE = Rule(
 )
 
 
-class ExtractionSpec(Entry):
+class ExtractionSpec(Entry, WithDefences):
     """Model stealing within query budgets, with the attacker's access modes.
 
     ``pool`` ``in_distribution`` queries the assessment's training inputs (the upper bound:
@@ -133,11 +142,6 @@ class ExtractionSpec(Entry):
         if isinstance(v, str):
             v = [v]
         return [parses(check_access_mode, a) if isinstance(a, str) else a for a in v]
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
 
 class ExtractionRun(Row):

@@ -36,7 +36,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, pct, table
-from sparring.assess.spec import Entry, defences_field, one_of, parses
+from sparring.assess.spec import Entry, WithDefences, defences_field, one_of, parses
 from sparring.attacks.poisoning import FEDERATED_ATTACKS, BadNets, LabelFlipClient, ModelReplacementClient
 from sparring.data import Dataset, Trigger
 from sparring.defenses.training import AGGREGATORS
@@ -57,7 +57,7 @@ REPLACEMENT_RULE = Rule("attack success rate (ASR)", medium=0.1, high=0.5)
 FLIP_RULE = Rule("relative accuracy drop", medium=0.05, high=0.2)
 
 
-class FederatedSpec(Entry):
+class FederatedSpec(Entry, WithDefences):
     """A FedAvg simulation with malicious clients and robust aggregation.
 
     ``clients`` train the configured architecture on an ``iid`` or ``dirichlet:ALPHA`` split
@@ -94,11 +94,6 @@ class FederatedSpec(Entry):
     @classmethod
     def _known_split(cls, v: str) -> str:
         return parses(lambda s: parse_spec(s, SPLITS, "split"), v)
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @model_validator(mode="after")
     def _consistent(self) -> FederatedSpec:

@@ -56,7 +56,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import esc, muted, pct, png, table
-from sparring.assess.spec import Entry, defences_field, one_of, parses
+from sparring.assess.spec import Entry, WithDefences, defences_field, one_of
 from sparring.attacks.privacy.gmi import GMI, GanPrior, TrainedGan
 from sparring.attacks.privacy.inversion import (
     INVERSION_ATTACKS,
@@ -90,7 +90,7 @@ FIGURES = ("nn_gap", "eval_gap", "target_nn", "reference_nn", "target_eval_accur
 RESOLVES = 10
 
 
-class InversionSpec(Entry):
+class InversionSpec(Entry, WithDefences):
     """Model inversion of every class (or ``classes``), ``per_class`` reconstructions each.
 
     ``samples``: members and unseen samples per class in the nearest-neighbour test;
@@ -125,11 +125,6 @@ class InversionSpec(Entry):
     @classmethod
     def _known(cls, v: str) -> str:
         return one_of(v, list(INVERSION_ATTACKS), "inversion attack")
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @field_validator("evaluator")
     @classmethod

@@ -50,7 +50,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import esc, image_grid, pct, png, table
-from sparring.assess.spec import Entry, Strict, defences_field, one_of, parses
+from sparring.assess.spec import Entry, Strict, WithDefences, defences_field, one_of
 from sparring.attacks.privacy import MEMBERSHIP_ATTACKS, ReferenceAttack, evaluate_membership
 from sparring.attacks.privacy.audit import threshold_audit
 from sparring.attacks.privacy.label_only import VARIANTS
@@ -95,7 +95,7 @@ class DPSGDSettings(Strict):
     epochs: int | None = Field(None, ge=1)
 
 
-class MembershipSpec(Entry):
+class MembershipSpec(Entry, WithDefences):
     """Membership inference on the model's training set.
 
     ``references`` (LiRA, RMIA, shadow): reference models to train (default 8, 2 and 4);
@@ -122,11 +122,6 @@ class MembershipSpec(Entry):
     @classmethod
     def _known(cls, v: str) -> str:
         return one_of(v, list(MEMBERSHIP_ATTACKS), "membership attack")
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @model_validator(mode="after")
     def _consistent(self) -> MembershipSpec:

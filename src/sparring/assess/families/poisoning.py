@@ -29,7 +29,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import curve_plot, esc, pct, table
-from sparring.assess.spec import Entry, defences_field, listify, one_of, parses
+from sparring.assess.spec import Entry, WithDefences, defences_field, listify, one_of
 from sparring.attacks.poisoning import POISONING_ATTACKS
 from sparring.attacks.poisoning.gradient import LINEAR_MODELS, RandomFlipCopies, fit_linear
 from sparring.attacks.poisoning.label_flip import RandomLabelFlip
@@ -43,7 +43,7 @@ from sparring.models import Classifier
 RULE = Rule("relative accuracy drop at the largest poison fraction", medium=0.05, high=0.2)
 
 
-class PoisoningSpec(Entry):
+class PoisoningSpec(Entry, WithDefences):
     """Availability poisoning of the training data, swept over poison fractions.
 
     ``label_flip`` flips random labels; ``targeted_label_flip`` flips ``source`` to
@@ -80,11 +80,6 @@ class PoisoningSpec(Entry):
     @classmethod
     def _known_model(cls, v: str | None) -> str | None:
         return None if v is None else one_of(v, ["target", *LINEAR_MODELS], "poisoning victim model")
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @model_validator(mode="after")
     def _consistent(self) -> PoisoningSpec:

@@ -38,7 +38,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import esc, pct, table
-from sparring.assess.spec import Entry, defences_field, parses
+from sparring.assess.spec import Entry, WithDefences, defences_field
 from sparring.attacks.evasion import PGD, Square
 from sparring.attacks.poisoning.badnets import BadNets
 from sparring.data import Dataset
@@ -59,7 +59,7 @@ SKLEARN_MEMBERS = ("knn", "logistic_regression")
 POISON_COUNTS = (1, 5, 10, 20)
 
 
-class RedundancySpec(Entry):
+class RedundancySpec(Entry, WithDefences):
     """One redundancy entry: diverse members against evasion, or a partition ensemble against BadNets."""
 
     attack: Literal["evasion", "partition"] = "evasion"
@@ -84,11 +84,6 @@ class RedundancySpec(Entry):
             if m not in ARCHITECTURES and m not in SKLEARN_MEMBERS:
                 raise ValueError(f"unknown member {m!r}; accepted: {', '.join([*ARCHITECTURES, *SKLEARN_MEMBERS])}")
         return v
-
-    @field_validator("defences")
-    @classmethod
-    def _defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
 
 class RedundancyResult(ScenarioResult):

@@ -39,7 +39,7 @@ from sparring.assess.family import (
     rated,
 )
 from sparring.assess.htmlkit import esc, pct, png, table
-from sparring.assess.spec import Strict, defences_field, one_of, parses
+from sparring.assess.spec import WithDefences, defences_field, one_of
 from sparring.attacks.availability import SpongeResult
 from sparring.attacks.availability.cost import EnergyModel, HardwareModel, UnsupportedLayerError
 from sparring.attacks.availability.genetic import SpongeGA
@@ -64,7 +64,7 @@ SPONGE_ATTACKS = ("genetic", "lbfgs", "adam")
 KEEP = 200
 
 
-class SpongeSpec(Strict):
+class SpongeSpec(WithDefences):
     """Sponge examples against one cost: ``energy`` (the assessed model) or ``exits`` (an early-exit CNN).
 
     ``samples`` natural test inputs are measured and seed the attacks; the genetic attack
@@ -103,11 +103,6 @@ class SpongeSpec(Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"sponge attacks are listed twice: {v}")
         return v
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @model_validator(mode="after")
     def _keep_fits(self) -> SpongeSpec:

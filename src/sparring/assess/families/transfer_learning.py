@@ -38,7 +38,7 @@ from sparring.assess.families.evasion import (
     rate_curve,
 )
 from sparring.assess.family import TEST_INTEGRITY, CostRow, Defences, Family, Rating, Scenario
-from sparring.assess.spec import Entry, defences_field, listify, parses, sorted_nonnegative
+from sparring.assess.spec import Entry, WithDefences, defences_field, listify, sorted_nonnegative
 from sparring.attacks.evasion import PGD, EvasionAttack, EvasionResult, InternalMimicry, Transfer, security_curve
 from sparring.defenses.training.dissimilarity import TeacherDissimilarity
 from sparring.metrics import Interval, accuracy
@@ -47,7 +47,7 @@ from sparring.train import TrainConfig, fit
 from sparring.transfer import SetupWeights, TransferSetup, transfer_learning_setup
 
 
-class TransferLearningSpec(Entry):
+class TransferLearningSpec(Entry, WithDefences):
     """The transfer-learning case (BSI): adversarial examples crafted on a public teacher, tried on its student.
 
     sparring trains the teacher on one part of the training data and fine-tunes a student
@@ -73,11 +73,6 @@ class TransferLearningSpec(Entry):
 
     _listify = field_validator("eps", mode="before")(listify)
     _nonnegative = field_validator("eps")(sorted_nonnegative)
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @property
     def ref_eps(self) -> float:

@@ -42,7 +42,7 @@ from sparring.assess.families.evasion import (
 )
 from sparring.assess.family import TEST_INTEGRITY, CostRow, Defences, Family, Rating, Row, Scenario
 from sparring.assess.htmlkit import curve_plot, esc, image_grid, pct, table
-from sparring.assess.spec import Strict, defences_field, listify, one_of, parses, sorted_nonnegative
+from sparring.assess.spec import Strict, WithDefences, defences_field, listify, one_of, sorted_nonnegative
 from sparring.attacks.evasion import UNIVERSAL_ATTACKS, Patch, Universal, UniversalAttack, UniversalPerturbation
 from sparring.attacks.evasion.curve import robust_at
 from sparring.attacks.evasion.patch import check_area, patch_side
@@ -80,7 +80,7 @@ class DerandomizedSmoothingConfig(Strict):
     epochs: int | None = Field(None, ge=1)
 
 
-class UniversalSpec(Strict):
+class UniversalSpec(WithDefences):
     """A universal perturbation swept over eps, or a patch swept over area, against the model and each defence."""
 
     attack: str
@@ -116,11 +116,6 @@ class UniversalSpec(Strict):
             except ConfigError as e:
                 raise ValueError(str(e)) from None
         return sorted(v)
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
     @model_validator(mode="after")
     def _consistent(self) -> UniversalSpec:

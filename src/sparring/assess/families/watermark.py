@@ -31,7 +31,16 @@ from sparring.assess.artefacts import load_module, load_tensors, save_json, save
 from sparring.assess.context import Artefact, Context
 from sparring.assess.family import TEST_PRIVACY, Defences, Family, Rating, Row, Rule, Scenario, ScenarioResult, rated
 from sparring.assess.htmlkit import esc, muted, pct, table
-from sparring.assess.spec import Entry, defences_field, listify, one_of, parses, query_budgets, surrogate_architecture
+from sparring.assess.spec import (
+    Entry,
+    WithDefences,
+    defences_field,
+    listify,
+    one_of,
+    parses,
+    query_budgets,
+    surrogate_architecture,
+)
 from sparring.attacks.privacy.extraction import QUERY_POOLS, KnockoffNets, check_access_mode, query_pool, thief_seed
 from sparring.attacks.privacy.reference import reinitialise
 from sparring.defenses.training.watermark import WATERMARKS, Watermark, base_rate
@@ -52,7 +61,7 @@ RULE = Rule(
 CLEAN_SEED = 1000
 
 
-class WatermarkSpec(Entry):
+class WatermarkSpec(Entry, WithDefences):
     """Ownership verification of copies stolen by Knockoff Nets, for each watermark in ``defences``.
 
     ``budgets``, ``pool``, ``access``, ``surrogate`` (default: the model's zoo architecture,
@@ -85,11 +94,6 @@ class WatermarkSpec(Entry):
 
     _surrogate = field_validator("surrogate")(surrogate_architecture)
     _budgets = field_validator("budgets")(query_budgets)
-
-    @field_validator("defences")
-    @classmethod
-    def _known_defences(cls, v: list[str]) -> list[str]:
-        return [parses(FAMILY.check_defence, d) for d in v]
 
 
 class StolenRow(Row):
