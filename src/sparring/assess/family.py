@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, model_serializer
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
+from sparring.assess.spec import DEFENCE_CHECKS
 from sparring.errors import ConfigError
 from sparring.metrics import Interval
 from sparring.params import Registry
@@ -284,6 +285,10 @@ class Family(ABC, Generic[S, R]):
     #: A config fragment (the family's entries, with a defence, and any sections it needs) that
     #: runs in seconds on the digits data; the families' conformance test runs it.
     smoke: ClassVar[dict[str, Any]]
+
+    def __init__(self) -> None:
+        if hasattr(self, "spec"):  # entries with defences are checked by this family (assess.spec.WithDefences)
+            DEFENCE_CHECKS[self.spec] = self.check_defence
 
     # -- config ----------------------------------------------------------------------
     @abstractmethod

@@ -28,6 +28,10 @@ class Entry(Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
 
 
+#: Each family's defence check, by the spec class of its entries (:class:`~sparring.assess.family.Family` fills it).
+DEFENCE_CHECKS: dict[type[BaseModel], Callable[[str], object]] = {}
+
+
 class WithDefences(Strict):
     """A family's entry with ``defences`` (the subclass declares them with :func:`defences_field`).
 
@@ -38,12 +42,10 @@ class WithDefences(Strict):
     @field_validator("defences", check_fields=False)
     @classmethod
     def _known_defences(cls, v: list[str]) -> list[str]:
-        from sparring.assess.families import FAMILIES  # the families import this module
-
-        family = next((f for f in FAMILIES if f.spec is cls), None)
-        if family is None:
+        check = DEFENCE_CHECKS.get(cls)
+        if check is None:
             raise TypeError(f"{cls.__name__} is no family's spec")
-        return [parses(family.check_defence, d) for d in v]
+        return [parses(check, d) for d in v]
 
 
 def one_of(value: str, accepted: Sequence[str], what: str) -> str:
